@@ -1,0 +1,55 @@
+# The two commands a new user needs: `make demo` and `make test`. Everything installs from here.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.runtime-installed
+DEV := $(VENV)/.dev-installed
+DEMO_OUT := demo-output
+
+.PHONY: demo test lint setup browser train-idc train-skin clean
+
+$(RUNTIME): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(DEV): $(RUNTIME)
+	$(BIN)/python -m pip install -q -e '.[train,test]'
+	touch $@
+
+setup: $(DEV)
+
+## demo: classify the bundled sample patches and write an HTML report
+demo: $(RUNTIME)
+	mkdir -p $(DEMO_OUT)
+	$(BIN)/patchscan scan assets/samples/idc --csv $(DEMO_OUT)/demo.csv \
+		--json $(DEMO_OUT)/demo.json --report $(DEMO_OUT)/demo.html || [ $$? -eq 1 ]
+	@echo "Report: $(abspath $(DEMO_OUT)/demo.html)"
+
+## browser: Debian's headless Chromium, for the report's rendering test
+browser:
+	@command -v chromium >/dev/null || { \
+		[ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+lint: $(DEV)
+	$(BIN)/ruff check tool trainer tests
+	$(BIN)/ruff format --check tool trainer tests
+	$(BIN)/mypy
+
+## test: lint, type-check and the whole test suite
+test: $(DEV) browser lint
+	$(BIN)/python -m pytest
+
+train-idc: $(DEV)
+	$(BIN)/patchscan-train train idc --data ../shared/data/idc --out runs/idc
+	cp runs/idc/idc.onnx runs/idc/idc.md assets/models/
+
+train-skin: $(DEV)
+	$(BIN)/patchscan-train train skin --data ../shared/data/skin --out runs/skin
+	cp runs/skin/skin.onnx runs/skin/skin.md assets/models/
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache

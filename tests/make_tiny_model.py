@@ -1,0 +1,51 @@
+"""Build tests/data/tiny.onnx: P(positive) = mean pixel value. Run once; the file is committed.
+
+A model whose answer is known for any image (white → 1, black → 0) makes every test of the
+scan exact without training anything.
+"""
+
+import json
+from pathlib import Path
+
+import onnx
+from onnx import TensorProto, helper
+
+
+def build(size: int = 8) -> onnx.ModelProto:
+    image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 3])
+    probability = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])
+    unsqueeze_axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["image"], ["mean"], axes=[1, 2, 3], keepdims=0),
+            helper.make_node("Unsqueeze", ["mean", "axes"], ["probability"]),
+        ],
+        "tiny",
+        [image],
+        [probability],
+        initializer=[unsqueeze_axes],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    entry = model.metadata_props.add()
+    entry.key = "patchscan"
+    entry.value = json.dumps(
+        {
+            "name": "tiny",
+            "version": "0",
+            "description": "Test model: probability is the mean pixel value",
+            "classes": ["non-IDC", "IDC"],
+            "positive_class": "IDC",
+            "input_size": [size, size],
+            "threshold": 0.5,
+            "license": "test only",
+            "metrics": {},
+            "training": {},
+        }
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
+if __name__ == "__main__":
+    onnx.save(build(), str(Path(__file__).parent / "data" / "tiny.onnx"))

@@ -1,0 +1,194 @@
+"""The command line end to end on real sample patches with the tiny model (P = mean pixel value)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+from patchscan import __version__
+from patchscan.cli import main
+from PIL import Image
+
+
+def run(*args: str) -> Result:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def mean_pixel(path: Path) -> float:
+    return float(
+        np.asarray(Image.open(path).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR)).mean()
+        / 255
+    )
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_scan_writes_csv_json_html_that_agree(
+    patches: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(
+        "scan",
+        str(patches),
+        "--model",
+        str(tiny_model),
+        "--csv",
+        str(out / "r.csv"),
+        "--json",
+        str(out / "r.json"),
+        "--report",
+        str(out / "r.html"),
+        "--quiet",
+    )
+    assert result.exit_code == 0, result.output
+    rows = read_csv(out / "r.csv")
+    files = sorted(patches.rglob("*.png"))
+    assert [Path(r["path"]) for r in rows] == files
+    for row, path in zip(rows, files, strict=True):
+        assert row["status"] == "ok" and row["error"] == ""
+        assert float(row["probability"]) == pytest.approx(mean_pixel(path), abs=0.01)
+        assert row["label"] == ("IDC" if float(row["probability"]) >= 0.5 else "non-IDC")
+        assert row["group"] == "9035"
+        assert row["truth"] == ("IDC" if path.parent.name == "1" else "non-IDC")
+        assert f"_x{row['x']}_y{row['y']}_" in path.name
+    report = json.loads((out / "r.json").read_text())
+    labels = [r["label"] for r in rows]
+    assert report["counts"] == {"non-IDC": labels.count("non-IDC"), "IDC": labels.count("IDC")}
+    assert report["errors"] == 0 and report["files"] == len(rows)
+    assert report["groups"][0]["group"] == "9035" and report["groups"][0]["files"] == len(rows)
+    assert report["model"]["name"] == "tiny" and len(report["model"]["sha256"]) == 64
+    assert report["metrics"]["n"] == len(rows)
+    truth_pos = sum(r["truth"] == "IDC" for r in rows)
+    assert sum(report["metrics"]["confusion_matrix"][1]) == truth_pos
+    html = (out / "r.html").read_text()
+    for text in (
+        "Provenance",
+        report["model"]["sha256"],
+        "Slides",
+        "Most suspicious",
+        f"<b>{labels.count('IDC'):,}</b>",
+        "data:image/png;base64,",
+    ):
+        assert text in html
+    assert "http://" not in html and "https://" not in html  # self-contained, works offline
+
+
+def test_bad_files_get_rows_and_good_files_are_still_classified(
+    bad_inputs: tuple[Path, dict], tiny_model: Path, tmp_path: Path
+) -> None:
+    folder, expected = bad_inputs
+    csv_path = tmp_path / "r.csv"
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            str(folder),
+            "--model",
+            str(tiny_model),
+            "--csv",
+            str(csv_path),
+            "--json",
+            str(tmp_path / "r.json"),
+        ],
+    )
+    assert result.exit_code == 1
+    rows = {Path(r["path"]).relative_to(folder).as_posix(): r for r in read_csv(csv_path)}
+    assert set(rows) == set(expected)
+    for name, error in expected.items():
+        if error is None:
+            assert rows[name]["status"] == "ok" and rows[name]["probability"], name
+        else:
+            assert rows[name]["status"] == "error" and error in rows[name]["error"], name
+    assert "Traceback" not in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["skipped"] == {"not an image name": 1}
+    assert report["errors"] == sum(e is not None for e in expected.values())
+
+
+def test_csv_to_stdout_when_no_output_is_named(patches: Path, tiny_model: Path) -> None:
+    result = run("scan", str(patches), "--model", str(tiny_model), "--quiet")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("path,status,probability,label,error,group,x,y,truth")
+    assert len(lines) == 1 + len(list(patches.rglob("*.png")))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["scan", "no/such/folder"], "no such file or folder"),
+        (["scan", ".", "--model", "nope"], "unknown model 'nope'"),
+        (["scan", ".", "--model", "missing.onnx"], "model file not found"),
+        (["scan", ".", "--report", "no/such/dir/r.html"], "does not exist"),
+        (["scan", ".", "--threshold", "1.5"], "1.5"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_not_a_model_is_a_usage_error(tmp_path: Path, patches: Path) -> None:
+    fake = tmp_path / "fake.onnx"
+    fake.write_bytes(b"not onnx")
+    result = CliRunner().invoke(main, ["scan", str(patches), "--model", str(fake)])
+    assert result.exit_code == 2 and "not a loadable ONNX model" in result.stderr
+
+
+def test_ctrl_c_keeps_what_was_done(
+    patches: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import patchscan.scan as scan_module
+
+    real_classify = scan_module.classify
+
+    def interrupted_after_five(*args, **kwargs):  # type: ignore[no-untyped-def]
+        for index, result in enumerate(real_classify(*args, **kwargs)):
+            if index == 5:
+                raise KeyboardInterrupt
+            yield result
+
+    monkeypatch.setattr(scan_module, "classify", interrupted_after_five)
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            str(patches),
+            "--model",
+            str(tiny_model),
+            "--csv",
+            str(tmp_path / "r.csv"),
+            "--json",
+            str(tmp_path / "r.json"),
+            "--batch-size",
+            "4",
+        ],
+    )
+    assert result.exit_code == 130
+    assert len(read_csv(tmp_path / "r.csv")) == 5
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["interrupted"] is True and report["files"] == 5
+    assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
+
+
+def test_models_lists_bundled_models() -> None:
+    result = run("models")
+    assert result.exit_code == 0
+    assert result.output.startswith("idc\t")
+    assert "non-IDC / IDC" in result.output and "input 50x50" in result.output

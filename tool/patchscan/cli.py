@@ -1,0 +1,184 @@
+"""The command line: parse, call the scan, map errors to exit codes. Nothing else lives here.
+
+Exit codes: 0 all classified, 1 finished with per-file failures, 2 usage error, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from patchscan import __version__
+from patchscan.errors import PatchscanError
+
+log = logging.getLogger("patchscan")
+
+
+def _setup_logging(quiet: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("patchscan: %(message)s"))
+    root = logging.getLogger("patchscan")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.ERROR if quiet else logging.INFO)
+    root.propagate = False
+
+
+def _fail(exc: PatchscanError) -> None:
+    click.echo(f"patchscan: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="patchscan")
+def main() -> None:
+    """Classify folders of slide patches or skin-lesion images on the CPU."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model",
+    default="idc",
+    show_default=True,
+    metavar="idc|skin|FILE.onnx",
+    help="A bundled model, or an .onnx file with patchscan metadata.",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV, one row per image ('-' or no output option at all: stdout).",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON summary: counts, groups, errors, metrics, provenance.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Self-contained HTML report.",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    metavar="P",
+    help="Label positive when P >= this [the model's own, chosen on validation data].",
+)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
+def scan(
+    paths: tuple[Path, ...],
+    model: str,
+    csv_path: Path | None,
+    json_path: Path | None,
+    report_path: Path | None,
+    threshold: float | None,
+    batch_size: int,
+    quiet: bool,
+) -> None:
+    """Classify every image under PATHS (folders are searched recursively)."""
+    from patchscan.scan import ScanSettings, run_scan
+
+    _setup_logging(quiet)
+    to_stdout = csv_path == Path("-")
+    settings = ScanSettings(
+        paths=paths,
+        model=model,
+        csv=None if to_stdout else csv_path,
+        json=json_path,
+        report=report_path,
+        threshold=threshold,
+        batch_size=batch_size,
+    )
+    if to_stdout and settings.outputs:
+        raise click.UsageError("--csv - (stdout) cannot be combined with --json or --report")
+    command = shlex.join(["patchscan", *sys.argv[1:]])
+    try:
+        with _progress(quiet) as on_result:
+            outcome = run_scan(settings, command, on_result)
+    except PatchscanError as exc:
+        _fail(exc)
+    summary = outcome.summary
+    if not quiet:
+        counts = ", ".join(f"{n:,} {label}" for label, n in summary.counts.items())
+        log.info(
+            "%s files: %s, %s errors",
+            f"{summary.classified + summary.error_count:,}",
+            counts,
+            f"{summary.error_count:,}",
+        )
+        for output in settings.outputs:
+            log.info("wrote %s", output)
+    sys.exit(outcome.exit_code)
+
+
+@main.command()
+def models() -> None:
+    """List the bundled models with what their metadata says."""
+    from patchscan.model import bundled_models, read_info
+
+    try:
+        for name, path in bundled_models().items():
+            info = read_info(path)
+            m = info.metrics
+            click.echo(
+                f"{name}\t{info.version}\t{info.classes[0]} / {info.classes[1]}\t"
+                f"input {info.input_size[0]}x{info.input_size[1]}\tthreshold {info.threshold:g}\t"
+                f"test balanced acc. {m.get('balanced_accuracy', '?')}, ROC AUC {m.get('roc_auc', '?')}\t"
+                f"{info.description}"
+            )
+    except PatchscanError as exc:
+        _fail(exc)
+
+
+class _progress:
+    """A rich progress line on stderr (only for a terminal): files done, errors so far."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.progress: Any = None
+
+    def __enter__(self) -> Callable[[Any], None]:
+        if not self.enabled:
+            return lambda result: None
+        from rich.console import Console
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.completed:,} files · {task.fields[errors]} errors"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.progress.start()
+        task = self.progress.add_task("scan", total=None, errors=0)
+        errors = 0
+
+        def on_result(result: Any) -> None:
+            nonlocal errors
+            errors += not result.ok
+            self.progress.update(task, advance=1, errors=errors)
+
+        return on_result
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def entry() -> None:
+    """Console-script and frozen-binary entry point."""
+    multiprocessing.freeze_support()
+    main()

@@ -1,0 +1,95 @@
+"""Decode and preprocess images: the one definition shared by `patchscan scan` and the trainer.
+
+Every image, whatever its mode, becomes 8-bit RGB, is resized to the model's input size with
+bilinear interpolation (aspect ratio not kept: an edge patch of 50x38 is stretched to 50x50, as it
+was in training), and is scaled to float32 in [0, 1] only when batched for the model.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from patchscan.errors import ImageError
+
+# Refused before decoding: far above any patch or dermoscopy photo, far below what exhausts memory.
+MAX_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = None  # our own check below runs first and gives a clearer reason
+
+
+def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """Return the image at `path` as a uint8 array of shape (height, width, 3) at `size` (w, h).
+
+    Raises ImageError with a short reason for anything that is not a whole, sane image.
+    """
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageError("empty file (0 bytes)")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # PIL's own warnings (EXIF, palette) are not errors
+            with Image.open(path) as image:
+                _refuse_bombs(image)
+                image.draft("RGB", size)  # JPEG: decode at reduced scale when much larger
+                image.load()
+                rgb = to_rgb(image)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError("not an image PIL can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken chunks, I/O errors
+        raise ImageError(_describe(exc)) from None
+    if rgb.size != size:
+        rgb = rgb.resize(size, Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Bring any PIL mode to 8-bit RGB: alpha composited on white, 16/32-bit scaled down."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        return _wide_to_rgb(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _wide_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit and float grey images: scale their full range to 0..255 (PIL would clip instead)."""
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+    if image.mode == "F":
+        top = max(float(values.max()), 1.0)
+    grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
+def _refuse_bombs(image: Image.Image) -> None:
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(f"image has no pixels ({width}x{height})")
+    if width * height > MAX_PIXELS:
+        raise ImageError(
+            f"image too large: {width}x{height} pixels, more than {MAX_PIXELS:,} "
+            "(refused before decoding: possible decompression bomb)"
+        )
+
+
+def _describe(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    if "truncated" in text:
+        return "truncated image (file ends before the image data does)"
+    return f"cannot decode image: {text}"
+
+
+def to_model_input(batch: np.ndarray) -> np.ndarray:
+    """uint8 (N, H, W, 3) → float32 in [0, 1], the scaling every bundled model expects."""
+    return batch.astype(np.float32) * np.float32(1.0 / 255.0)

@@ -1,0 +1,1 @@
+"""Report writers: the CSV (streamed), the JSON summary and the HTML report, all atomic."""

@@ -1,0 +1,51 @@
+"""The CSV: one row per image, streamed as results arrive, renamed into place when the scan ends."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from patchscan.atomic import atomic_open
+from patchscan.pipeline import Result
+
+COLUMNS = ("path", "status", "probability", "label", "error", "group", "x", "y", "truth")
+
+
+def row(result: Result) -> dict[str, str]:
+    name = result.name
+    return {
+        "path": str(result.path),
+        "status": "ok" if result.ok else "error",
+        "probability": "" if result.probability is None else f"{result.probability:.6f}",
+        "label": result.label,
+        "error": result.error,
+        "group": name.group,
+        "x": "" if name.x is None else str(name.x),
+        "y": "" if name.y is None else str(name.y),
+        "truth": name.truth or "",
+    }
+
+
+class CsvWriter:
+    def __init__(self, handle: IO[str]) -> None:
+        self._writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
+        self._writer.writeheader()
+        self._handle = handle
+
+    def write(self, result: Result) -> None:
+        self._writer.writerow(row(result))
+
+
+@contextlib.contextmanager
+def open_csv(path: Path | None) -> Iterator[CsvWriter]:
+    """`path` None means stdout (for pipes); otherwise a temp file renamed over `path` at the end."""
+    if path is None:
+        yield CsvWriter(sys.stdout)
+        sys.stdout.flush()
+        return
+    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+        yield CsvWriter(handle)

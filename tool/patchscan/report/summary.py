@@ -1,0 +1,171 @@
+"""Everything the JSON and HTML reports say, accumulated one Result at a time in bounded memory."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from patchscan import metrics
+from patchscan.model import ModelInfo
+from patchscan.pipeline import Result
+
+HISTOGRAM_BINS = 20
+TOP_SUSPICIOUS = 24
+MAX_LISTED_ERRORS = 1000
+
+
+@dataclass
+class Provenance:
+    """Who made this report, with what, and how."""
+
+    tool_version: str
+    model: ModelInfo
+    model_path: Path
+    model_sha256: str
+    threshold: float
+    command_line: str
+    settings: dict[str, Any]
+    started: str
+    finished: str = ""
+    interrupted: bool = False
+
+
+@dataclass
+class Tile:
+    x: int
+    y: int
+    probability: float
+    truth: bool | None
+    pixels: np.ndarray
+
+
+@dataclass
+class Group:
+    name: str
+    patches: int = 0
+    positives: int = 0
+    errors: int = 0
+    probability_sum: float = 0.0
+    truth: list[bool] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    tiles: list[Tile] = field(default_factory=list)
+
+    def as_dict(self, threshold: float) -> dict[str, Any]:
+        classified = self.patches - self.errors
+        out: dict[str, Any] = {
+            "group": self.name,
+            "files": self.patches,
+            "classified": classified,
+            "positive": self.positives,
+            "positive_fraction": self.positives / classified if classified else None,
+            "mean_probability": self.probability_sum / classified if classified else None,
+            "errors": self.errors,
+        }
+        if self.truth:
+            truth = np.array(self.truth)
+            out["truth_positive"] = int(truth.sum())
+            out["metrics"] = metrics.summarize(truth, np.array(self.scores) >= threshold)
+            out["metrics"]["roc_auc"] = metrics.roc_auc(truth, np.array(self.scores))
+        return out
+
+
+class Summary:
+    def __init__(self, provenance: Provenance) -> None:
+        self.provenance = provenance
+        self.counts: Counter[str] = Counter({label: 0 for label in provenance.model.classes})
+        self.skipped: Counter[str] = Counter()
+        self.errors: list[tuple[str, str]] = []
+        self.error_count = 0
+        self.groups: dict[str, Group] = {}
+        self.histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+        self.truth: list[bool] = []
+        self.scores: list[float] = []
+        self._top: list[tuple[float, str, str]] = []
+
+    @property
+    def classified(self) -> int:
+        return sum(self.counts.values())
+
+    def add_skipped(self, reason: str) -> None:
+        self.skipped[reason] += 1
+
+    def add(self, result: Result) -> None:
+        name = result.name
+        group = self.groups.setdefault(name.group, Group(name.group))
+        group.patches += 1
+        if not result.ok or result.probability is None:
+            group.errors += 1
+            self.error_count += 1
+            if len(self.errors) < MAX_LISTED_ERRORS:
+                self.errors.append((str(result.path), result.error))
+            return
+        probability = result.probability
+        positive = result.label == self.provenance.model.positive
+        self.counts[result.label] += 1
+        group.positives += positive
+        group.probability_sum += probability
+        self.histogram[min(int(probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+        truth = None if name.truth is None else name.truth == self.provenance.model.positive
+        if truth is not None:
+            self.truth.append(truth)
+            self.scores.append(probability)
+            group.truth.append(truth)
+            group.scores.append(probability)
+        if result.tile is not None and name.x is not None and name.y is not None:
+            group.tiles.append(Tile(name.x, name.y, probability, truth, result.tile))
+        entry = (probability, str(result.path), name.group)
+        if len(self._top) < TOP_SUSPICIOUS:
+            heapq.heappush(self._top, entry)
+        elif entry > self._top[0]:
+            heapq.heapreplace(self._top, entry)
+
+    def most_suspicious(self) -> list[tuple[float, str, str]]:
+        return sorted(self._top, reverse=True)
+
+    def quality(self) -> dict[str, Any] | None:
+        """Metrics against the truth found in names/folders, when any was found."""
+        if not self.truth:
+            return None
+        truth = np.array(self.truth)
+        scores = np.array(self.scores)
+        predicted = scores >= self.provenance.threshold
+        return {
+            **metrics.summarize(truth, predicted),
+            "roc_auc": metrics.roc_auc(truth, scores),
+            "confusion_matrix": metrics.confusion(truth, predicted),
+            "confusion_matrix_labels": list(self.provenance.model.classes),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON report."""
+        p = self.provenance
+        return {
+            "tool": {"name": "patchscan", "version": p.tool_version},
+            "model": {
+                "name": p.model.name,
+                "version": p.model.version,
+                "path": str(p.model_path),
+                "sha256": p.model_sha256,
+                "threshold": p.threshold,
+                "classes": list(p.model.classes),
+                "positive_class": p.model.positive,
+            },
+            "settings": p.settings,
+            "command_line": p.command_line,
+            "started": p.started,
+            "finished": p.finished,
+            "interrupted": p.interrupted,
+            "files": self.classified + self.error_count,
+            "counts": dict(self.counts),
+            "errors": self.error_count,
+            "error_list": [{"path": path, "error": reason} for path, reason in self.errors],
+            "skipped": dict(self.skipped),
+            "groups": [g.as_dict(p.threshold) for g in self.groups.values()],
+            "histogram": {"bins": HISTOGRAM_BINS, "counts": self.histogram.tolist()},
+            "metrics": self.quality(),
+        }

@@ -1,0 +1,42 @@
+"""patchscan-train: train, evaluate and export the idc and skin models."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+from pathlib import Path
+
+import click
+
+TASKS = ("idc", "skin")
+
+
+@click.group()
+def main() -> None:
+    """Train patchscan's models from the datasets' own folder layouts."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder [runs/TASK-DATE].")
+@click.option(
+    "--epochs", type=click.IntRange(1), help="Most epochs (early stopping may end sooner)."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(8), help="Use only this many images (smoke tests).")
+def train(
+    task: str, data: Path, out: Path | None, epochs: int | None, seed: int, limit: int | None
+) -> None:
+    """Train TASK on DATA, evaluate on held-out patients/lesions, export RUN/TASK.onnx."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.run import run_training
+
+    out = out or Path("runs") / f"{task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    summary = run_training(task, data, out, epochs=epochs, seed=seed, limit=limit)
+    click.echo(json.dumps(summary, indent=2))

@@ -1,0 +1,67 @@
+"""assets/models/<name>.md: what the model is for, what it was trained on, how well it does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from patchscan.model import ModelInfo
+
+
+def write_model_card(path: Path, task: Any, info: ModelInfo, results: dict[str, Any]) -> None:
+    test, val = results["test"], results["val"]
+    per_group = test.get("per_group", {})
+    group_lines = "\n".join(
+        f"| {name} | {g['n']} | {g['positives']} | {_f(g['balanced_accuracy'])} | {_f(g['roc_auc'])} |"
+        for name, g in per_group.items()
+    )
+    groups_section = (
+        "\n## Per held-out patient\n\n| patient | patches | IDC | balanced acc. | ROC AUC |\n"
+        f"|---|---|---|---|---|\n{group_lines}\n"
+        if per_group
+        else ""
+    )
+    split = results["split"]
+    split_text = (
+        "\n".join(f"- {k}: {', '.join(v)}" for k, v in split.items())
+        if isinstance(split["train"], list)
+        else ", ".join(f"{k} {v} images" for k, v in split.items())
+    )
+    path.write_text(
+        f"""# patchscan model `{info.name}` {info.version}
+
+{info.description}. Output: probability of **{info.positive}**; label {info.positive} when
+probability ≥ {info.threshold} (threshold {results["threshold_rule"]}).
+
+**Intended use:** research and triage support; it points a person at patches or images worth a
+look. **Not a diagnostic device**; not validated on data from other sites, scanners or cameras.
+
+## Data and split
+{task.data_summary}. Split {info.training["split"]} (seed {results["seed"]}), no group in two
+splits; sizes {results["split_sizes"]}.
+{split_text}
+
+## Held-out test results
+
+| metric | validation | test |
+|---|---|---|
+{chr(10).join(f"| {k} | {_f(val[k])} | {_f(test[k])} |" for k in ("accuracy", "balanced_accuracy", "roc_auc", "precision", "recall", "f1"))}
+
+Confusion matrix (test; rows true {info.classes[0]}, {info.classes[1]}; columns predicted):
+{test["confusion_matrix"]}
+{groups_section}
+## Model
+Input {info.input_size[0]}x{info.input_size[1]} RGB scaled to [0, 1] (patchscan.imaging).
+{results["parameters"]:,} parameters, {results["macs"] / 1e6:.1f} M multiply-accumulates per image.
+Trained {results["epochs_run"]} epochs in {results["training_seconds"] / 60:.1f} min on
+{results["machine"]} (TensorFlow {results["tensorflow"]}). ONNX vs Keras max difference on 500
+test images: {results.get("onnx_max_difference", float("nan")):.1e}.
+
+## License
+{info.license}
+"""
+    )
+
+
+def _f(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"

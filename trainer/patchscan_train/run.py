@@ -1,0 +1,167 @@
+"""One training run, end to end: split → load → fit → threshold → evaluate → export → model card."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from patchscan import metrics
+from patchscan.model import ModelInfo
+
+from patchscan_train import augment, data, nets
+from patchscan_train.evaluate import evaluate, write_run_report
+from patchscan_train.export import count_macs, export_onnx
+from patchscan_train.modelcard import write_model_card
+from patchscan_train.train import FitSettings, fit, predict
+
+log = logging.getLogger(__name__)
+
+THRESHOLD_RULE = "maximises balanced accuracy (Youden's J) on the validation split"
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    classes: tuple[str, str]
+    size: tuple[int, int]
+    examples: Callable[[Path], list[data.Example]]
+    build: Callable[[tuple[int, int]], keras.Model]
+    augment: Callable[[tf.Tensor], tf.Tensor]
+    fit: FitSettings
+    tta: bool
+    license: str
+    data_summary: str
+
+
+TASKS = {
+    "idc": Task(
+        name="idc",
+        description="Invasive ductal carcinoma in 50x50 H&E breast histopathology patches",
+        classes=("non-IDC", "IDC"),
+        size=(50, 50),
+        examples=data.idc_examples,
+        build=nets.idc_cnn,
+        augment=augment.for_histology,
+        fit=FitSettings(epochs=14, batch_size=128, learning_rate=3e-3, patience=5, seed=0),
+        tta=False,
+        license="Training data: Breast Histopathology Images (IDC_regular_ps50_idx5), CC0; "
+        "Janowczyk & Madabhushi 2016, Cruz-Roa et al. 2014. Research use only, not a diagnostic device.",
+        data_summary="IDC_regular_ps50_idx5 subset: 27,860 patches from 32 patients",
+    ),
+    "skin": Task(
+        name="skin",
+        description="Malignant vs benign skin lesion in a dermoscopy photo",
+        classes=("benign", "malignant"),
+        size=(96, 96),
+        examples=data.skin_examples,
+        build=nets.skin_cnn,
+        augment=augment.for_dermoscopy,
+        fit=FitSettings(epochs=30, batch_size=64, learning_rate=2e-3, patience=8, seed=0),
+        tta=False,
+        license="Trained on HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T, CC BY-NC 4.0: "
+        "non-commercial use only, with attribution) and ISIC 2017 (ISIC Archive terms). "
+        "Research use only, not a diagnostic device.",
+        data_summary="HAM10000 + ISIC 2017: 11,145 dermoscopy images, split by lesion",
+    ),
+}
+
+
+def run_training(
+    task_name: str, root: Path, out: Path, epochs: int | None, seed: int, limit: int | None
+) -> dict[str, Any]:
+    task = TASKS[task_name]
+    settings = FitSettings(
+        epochs=epochs or task.fit.epochs,
+        batch_size=task.fit.batch_size if not limit else 8,
+        learning_rate=task.fit.learning_rate,
+        patience=task.fit.patience,
+        seed=seed,
+    )
+    examples = task.examples(root)
+    if limit:
+        examples = _spread(examples, limit, seed)
+    splits = data.split_by_group(examples, seed)
+    log.info("split: %s", {k: (len(v), len({e.group for e in v})) for k, v in splits.items()})
+    images = {k: data.load_images(v, task.size) for k, v in splits.items()}
+    y = {k: data.labels(v) for k, v in splits.items()}
+
+    model = task.build(task.size)
+    history, seconds = fit(
+        model, (images["train"], y["train"]), (images["val"], y["val"]), settings, task.augment
+    )
+    scores = {k: predict(model, images[k], task.tta) for k in ("val", "test")}
+    threshold = metrics.balanced_accuracy_threshold(y["val"], scores["val"])
+    groups = {k: [e.group for e in splits[k]] for k in ("val", "test")}
+    results = {
+        k: evaluate(y[k], scores[k], threshold, groups[k] if task_name == "idc" else None)
+        for k in ("val", "test")
+    }
+    results.update(
+        threshold=threshold,
+        threshold_rule=THRESHOLD_RULE,
+        training_seconds=seconds,
+        epochs_run=len(history["loss"]),
+        parameters=int(model.count_params()),
+        macs=count_macs(model),
+        split={
+            k: sorted({e.group for e in v}) if task_name == "idc" else len(v)
+            for k, v in splits.items()
+        },
+        split_sizes={k: len(v) for k, v in splits.items()},
+        seed=seed,
+        machine=f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        tensorflow=tf.__version__,
+    )
+    title = f"patchscan {task.name} model, trained {dt.date.today()}"
+    write_run_report(out, title, history, results, (y["test"], scores["test"]), task.classes)
+
+    info = ModelInfo(
+        name=task.name,
+        version=dt.date.today().strftime("%Y.%m.%d"),
+        description=task.description,
+        classes=task.classes,
+        input_size=task.size,
+        threshold=round(threshold, 4),
+        license=task.license,
+        metrics=_headline(results["test"]),
+        training={
+            "data": task.data_summary,
+            "split": "by patient" if task_name == "idc" else "by lesion",
+            "split_sizes": results["split_sizes"],
+            "threshold_rule": THRESHOLD_RULE,
+            "seed": seed,
+            "parameters": results["parameters"],
+            "macs": results["macs"],
+            "training_seconds": round(seconds),
+        },
+    )
+    difference = export_onnx(model, info, out / f"{task.name}.onnx", images["test"][:500])
+    results["onnx_max_difference"] = difference
+    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
+    write_model_card(out / f"{task.name}.md", task, info, results)
+    return {"out": str(out), "threshold": threshold, **_headline(results["test"])}
+
+
+def _headline(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "accuracy", "balanced_accuracy", "roc_auc", "precision", "recall", "f1")
+    return {k: (round(result[k], 4) if isinstance(result[k], float) else result[k]) for k in keys}
+
+
+def _spread(examples: list[data.Example], limit: int, seed: int) -> list[data.Example]:
+    """A small subset that keeps several groups and both classes (for smoke tests)."""
+    rng = np.random.default_rng(seed)
+    by_label = [[e for e in examples if e.label == label] for label in (0, 1)]
+    picked = [
+        by_label[i][j] for i in (0, 1) for j in rng.permutation(len(by_label[i]))[: limit // 2]
+    ]
+    return sorted(picked, key=lambda e: str(e.path))
