@@ -73,6 +73,7 @@ def fit(
         validation_batch_size=512,
         epochs=settings.epochs,
         callbacks=[stop],
+        shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=2,
     )
     return {

@@ -1,0 +1,68 @@
+"""The models that ship: complete metadata, and sensible answers on the bundled real patches."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from patchscan.cli import main
+from patchscan.model import ModelSession, bundled_models
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_IDC = ROOT.parent / "shared" / "data" / "idc"
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_bundled_model_metadata_is_complete(name: str) -> None:
+    session = ModelSession(bundled_models()[name])
+    info = session.info
+    assert info.name == name and info.version and info.description
+    assert 0 < info.threshold < 1
+    for key in ("balanced_accuracy", "roc_auc", "f1"):
+        assert 0 < info.metrics[key] <= 1, key
+    assert info.training["split"] in ("by patient", "by lesion")
+    assert "not a diagnostic device" in info.license
+    assert (ROOT / "assets" / "models" / f"{name}.md").is_file()
+
+
+def test_idc_model_separates_the_sample_patients(tmp_path: Path) -> None:
+    """8916 and 9035 were validation / test patients: never trained on."""
+    result = CliRunner().invoke(
+        main, ["scan", str(ROOT / "assets" / "samples" / "idc"), "--json", str(tmp_path / "r.json")]
+    )
+    assert result.exit_code == 0
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert metrics["n"] == 407
+    assert metrics["roc_auc"] > 0.8  # 0.835 for the model of 2026-11-22
+    assert metrics["balanced_accuracy"] > 0.72  # 0.780
+
+
+@pytest.mark.skipif(not SHARED_IDC.is_dir(), reason="../shared/data is not here")
+def test_scan_of_a_real_patient_folder_agrees_across_outputs(tmp_path: Path) -> None:
+    patient = SHARED_IDC / "9041"
+    out = {kind: tmp_path / f"r.{kind}" for kind in ("csv", "json", "html")}
+    result = CliRunner().invoke(
+        main,
+        [
+            "scan",
+            str(patient),
+            "--csv",
+            str(out["csv"]),
+            "--json",
+            str(out["json"]),
+            "--report",
+            str(out["html"]),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code == 0
+    with open(out["csv"], newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(list(patient.rglob("*.png")))
+    report = json.loads(out["json"].read_text())
+    assert report["counts"]["IDC"] == sum(r["label"] == "IDC" for r in rows)
+    assert report["metrics"]["n"] == len(rows)
+    html = out["html"].read_text()
+    assert f"<b>{report['counts']['IDC']:,}</b>" in html and report["model"]["sha256"] in html
