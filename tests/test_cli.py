@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from PIL import Image
+
 from patchscan import __version__
 from patchscan.cli import main
-from PIL import Image
 
 
 def run(*args: str) -> Result:

@@ -2,9 +2,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from patchscan.errors import ImageError
 from patchscan.imaging import MAX_PIXELS, load_rgb, to_model_input
-from PIL import Image
 
 
 def test_every_awkward_file_gets_rgb_or_a_reason(bad_inputs: tuple[Path, dict]) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from patchscan.discover import is_image_name
 from patchscan.imaging import load_rgb
 

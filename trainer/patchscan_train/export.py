@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 import tensorflow as tf
 import tf2onnx
+
 from patchscan.imaging import to_model_input
 from patchscan.model import METADATA_KEY, ModelInfo, ModelSession
 

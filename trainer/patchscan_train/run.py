@@ -14,9 +14,9 @@ from typing import Any
 import keras
 import numpy as np
 import tensorflow as tf
+
 from patchscan import metrics
 from patchscan.model import ModelInfo
-
 from patchscan_train import augment, data, nets
 from patchscan_train.evaluate import evaluate, write_run_report
 from patchscan_train.export import count_macs, export_onnx

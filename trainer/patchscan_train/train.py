@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 import tensorflow as tf
+
 from patchscan.imaging import to_model_input
 
 log = logging.getLogger(__name__)
