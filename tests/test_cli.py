@@ -193,3 +193,12 @@ def test_models_lists_bundled_models() -> None:
     assert result.exit_code == 0
     assert result.output.startswith("idc\t")
     assert "non-IDC / IDC" in result.output and "input 50x50" in result.output
+
+
+def test_unwritable_output_is_one_line_not_a_traceback(patches: Path, tiny_model: Path) -> None:
+    # /proc refuses new files even to root: a stand-in for a full disk or a read-only share.
+    result = CliRunner().invoke(
+        main, ["scan", str(patches), "--model", str(tiny_model), "--csv", "/proc/patchscan.csv"]
+    )
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr

@@ -13,7 +13,10 @@ from typing import IO, Any
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success it replaces `path`, on failure it is removed."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not our temp name
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as handle:  # type: ignore[call-overload]
             yield handle

@@ -109,6 +109,8 @@ def scan(
             outcome = run_scan(settings, command, on_result)
     except PatchscanError as exc:
         _fail(exc)
+    except OSError as exc:  # an output that cannot be written: disk full, permissions
+        _fail(PatchscanError(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}"))
     summary = outcome.summary
     if not quiet:
         counts = ", ".join(f"{n:,} {label}" for label, n in summary.counts.items())
