@@ -122,6 +122,7 @@ class ModelSession:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = False  # same speed here, 60 MB less peak memory
         # No spinning: a waiting watch loop must not burn a core between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = _new_session(path, options)
