@@ -63,9 +63,12 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def _wide_to_rgb(image: Image.Image) -> Image.Image:
     """16-bit and float grey images: scale their full range to 0..255 (PIL would clip instead)."""
     values = np.asarray(image, dtype=np.float64)
-    top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
     if image.mode == "F":
         top = max(float(values.max()), 1.0)
+    elif image.mode.startswith("I;16") or values.max() > 255:
+        top = 65535.0
+    else:
+        top = 255.0
     grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return Image.fromarray(grey).convert("RGB")
 

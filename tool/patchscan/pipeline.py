@@ -59,11 +59,13 @@ def classify(
 ) -> Generator[Result, None, None]:
     """Yield one Result per path, in order."""
     batch: list[_Decoded] = []
+    decoded = 0  # images in `batch`; errors ride along without taking a model slot
     for item in _decode_ahead(paths, session.info, workers, window=batch_size * 4):
         batch.append(item)
-        if sum(d.pixels is not None for d in batch) >= batch_size:
+        decoded += item.pixels is not None
+        if decoded >= batch_size:
             yield from _infer(batch, session, threshold)
-            batch = []
+            batch, decoded = [], 0
     yield from _infer(batch, session, threshold)
 
 
@@ -95,11 +97,10 @@ def _decode(path: Path, info: ModelInfo) -> _Decoded:
 
 
 def _infer(batch: list[_Decoded], session: ModelSession, threshold: float) -> Iterator[Result]:
-    good = [d for d in batch if d.pixels is not None]
+    good = [d.pixels for d in batch if d.pixels is not None]
     probabilities: Iterator[float] = iter(())
     if good:
-        pixels = np.stack([d.pixels for d in good if d.pixels is not None])
-        probabilities = iter(session.predict(to_model_input(pixels)).tolist())
+        probabilities = iter(session.predict(to_model_input(np.stack(good))).tolist())
     for item in batch:
         if item.pixels is None:
             yield Result(item.path, item.name, error=item.error)

@@ -38,7 +38,6 @@ class Task:
     build: Callable[[tuple[int, int]], keras.Model]
     augment: Callable[[tf.Tensor], tf.Tensor]
     fit: FitSettings
-    tta: bool
     license: str
     data_summary: str
 
@@ -53,7 +52,6 @@ TASKS = {
         build=nets.idc_cnn,
         augment=augment.for_histology,
         fit=FitSettings(epochs=14, batch_size=128, learning_rate=3e-3, patience=5, seed=0),
-        tta=False,
         license="Training data: Breast Histopathology Images (IDC_regular_ps50_idx5), CC0; "
         "Janowczyk & Madabhushi 2016, Cruz-Roa et al. 2014. Research use only, not a diagnostic device.",
         data_summary="IDC_regular_ps50_idx5 subset: 27,860 patches from 32 patients",
@@ -67,7 +65,6 @@ TASKS = {
         build=nets.skin_cnn,
         augment=augment.for_dermoscopy,
         fit=FitSettings(epochs=24, batch_size=64, learning_rate=2e-3, patience=6, seed=0),
-        tta=False,
         license="Trained on HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T, CC BY-NC 4.0: "
         "non-commercial use only, with attribution) and ISIC 2017 (ISIC Archive terms). "
         "Research use only, not a diagnostic device.",
@@ -99,7 +96,7 @@ def run_training(
     history, seconds = fit(
         model, (images["train"], y["train"]), (images["val"], y["val"]), settings, task.augment
     )
-    scores = {k: predict(model, images[k], task.tta) for k in ("val", "test")}
+    scores = {k: predict(model, images[k]) for k in ("val", "test")}
     threshold = metrics.balanced_accuracy_threshold(y["val"], scores["val"])
     groups = {k: [e.group for e in splits[k]] for k in ("val", "test")}
     results = {

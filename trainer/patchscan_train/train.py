@@ -82,15 +82,6 @@ def fit(
     }, time.monotonic() - started
 
 
-def predict(model: keras.Model, images: np.ndarray, tta: bool = False) -> np.ndarray:
-    """P(positive) per image; with `tta`, the mean over the 8 flips/rotations."""
-    views = [images]
-    if tta:
-        views = [
-            np.rot90(v, k, axes=(1, 2)) for v in (images, images[:, :, ::-1]) for k in range(4)
-        ]
-    scores = [
-        model.predict(to_model_input(np.ascontiguousarray(v)), batch_size=512, verbose=0)
-        for v in views
-    ]
-    return np.mean(scores, axis=0).reshape(-1)
+def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """P(positive) per uint8 image."""
+    return model.predict(to_model_input(images), batch_size=512, verbose=0).reshape(-1)
