@@ -187,6 +187,19 @@ def test_ctrl_c_keeps_what_was_done(
     assert report["interrupted"] is True and report["files"] == 5
     assert not list(tmp_path.glob(".*.tmp"))  # no temp files left behind
 
+    monkeypatch.setattr(scan_module, "classify", real_classify)
+    classified = []
+    real_predict = scan_module.ModelSession.predict
+
+    def counting(self, batch):  # type: ignore[no-untyped-def]
+        classified.append(len(batch))
+        return real_predict(self, batch)
+
+    monkeypatch.setattr(scan_module.ModelSession, "predict", counting)
+    rerun = run("scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv"))
+    assert rerun.exit_code == 0 and len(read_csv(tmp_path / "r.csv")) == 20
+    assert sum(classified) == 15  # the five done before Ctrl-C were remembered
+
 
 def test_models_lists_bundled_models() -> None:
     result = run("models")

@@ -76,6 +76,11 @@ def main() -> None:
     help="Label positive when P >= this [the model's own, chosen on validation data].",
 )
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Re-classify every file, even those the result store beside the outputs already knows.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress or summary on stderr.")
 def scan(
     paths: tuple[Path, ...],
@@ -85,6 +90,7 @@ def scan(
     report_path: Path | None,
     threshold: float | None,
     batch_size: int,
+    force: bool,
     quiet: bool,
 ) -> None:
     """Classify every image under PATHS (folders are searched recursively)."""
@@ -100,6 +106,7 @@ def scan(
         report=report_path,
         threshold=threshold,
         batch_size=batch_size,
+        force=force,
     )
     if to_stdout and settings.outputs:
         raise click.UsageError("--csv - (stdout) cannot be combined with --json or --report")

@@ -13,16 +13,21 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
 
 
+Stamp = tuple[int, int]  # (size, mtime_ns): a file whose stamp is unchanged is not re-read
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A file met while walking: an image to classify, or a file skipped and why."""
 
     path: Path
     skip: str | None = None
+    stamp: Stamp | None = None  # None when the file cannot be stat'ed; decoding will say why
 
 
 def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    """Hidden files and `~` temporaries (editors, copy tools) are never images to classify."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith((".", "~"))
 
 
 def discover(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> Iterator[Candidate]:
@@ -37,7 +42,10 @@ def discover(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> I
         if root.is_dir():
             yield from _walk(root, seen, exclude)
         elif Path(os.path.realpath(root)) not in exclude:
-            yield Candidate(root) if is_image_name(root) else Candidate(root, "not an image name")
+            if is_image_name(root):
+                yield Candidate(root, stamp=stamp_of(root))
+            else:
+                yield Candidate(root, "not an image name")
 
 
 def _walk(
@@ -63,9 +71,17 @@ def _walk(
         elif exclude and Path(os.path.realpath(path)) in exclude:
             continue
         elif is_image_name(path):
-            yield Candidate(path)
+            yield Candidate(path, stamp=stamp_of(entry))
         else:
             yield Candidate(path, "not an image name")
+
+
+def stamp_of(file: Path | os.DirEntry[str]) -> Stamp | None:
+    try:
+        info = file.stat()
+    except OSError:
+        return None
+    return info.st_size, info.st_mtime_ns
 
 
 def _is_dir(entry: os.DirEntry[str]) -> bool:

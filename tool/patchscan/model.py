@@ -114,27 +114,40 @@ def read_info(path: Path) -> ModelInfo:
 
 
 class ModelSession:
-    """One onnxruntime CPU session, created once per run."""
+    """One onnxruntime CPU session per run, started only when there is something to classify.
 
-    def __init__(self, path: Path, threads: int = 0) -> None:
+    Given `info` (remembered by the result store for this sha256), a run whose results are all
+    known never imports onnxruntime at all.
+    """
+
+    def __init__(
+        self, path: Path, threads: int = 0, info: ModelInfo | None = None, sha256: str = ""
+    ) -> None:
+        self.path = path
+        self.sha256 = sha256 or file_sha256(path)
+        self._threads = threads
+        self._session: Any = None
+        self.info = info if info is not None else self._start()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """P(positive class) for a float32 batch (N, H, W, 3) in [0, 1]."""
+        if self._session is None:
+            self._start()
+        (output,) = self._session.run(None, {self._input: batch})
+        return np.asarray(output, dtype=np.float32).reshape(len(batch))
+
+    def _start(self) -> ModelInfo:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False  # same speed here, 60 MB less peak memory
         # No spinning: a waiting watch loop must not burn a core between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = _new_session(path, options)
-        self.path = path
-        self.info = _info_from_session(self._session, path)
-        self.sha256 = file_sha256(path)
+        self._session = _new_session(self.path, options)
         self._input = self._session.get_inputs()[0].name
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """P(positive class) for a float32 batch (N, H, W, 3) in [0, 1]."""
-        (output,) = self._session.run(None, {self._input: batch})
-        return np.asarray(output, dtype=np.float32).reshape(len(batch))
+        return _info_from_session(self._session, self.path)
 
 
 def _new_session(path: Path, options: Any) -> Any:

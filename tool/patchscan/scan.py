@@ -1,6 +1,8 @@
 """A whole scan: discover → classify → stream the CSV → write the JSON and HTML summaries.
 
-Ctrl-C stops between batches; everything classified by then is written as if the scan had ended.
+With outputs named, results are remembered in a result store beside them (store.py), so a rescan
+only classifies new or changed files. Ctrl-C stops between batches; everything classified by then
+is written as if the scan had ended, and is remembered for the next run.
 """
 
 from __future__ import annotations
@@ -9,19 +11,21 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from patchscan import __version__
-from patchscan.discover import discover
+from patchscan.discover import Candidate, discover
 from patchscan.errors import UsageError
-from patchscan.model import ModelSession, resolve_model
+from patchscan.model import ModelInfo, ModelSession, file_sha256, resolve_model
 from patchscan.pipeline import Result, classify
 from patchscan.report.csv_writer import open_csv
 from patchscan.report.html_writer import write_html
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
+from patchscan.store import ResultStore, open_store, store_files, store_path
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +40,7 @@ class ScanSettings:
     threshold: float | None = None  # None: the model's own
     batch_size: int = 256
     workers: int = 0  # decode threads; 0 = one per core
+    force: bool = False  # re-classify files the result store already knows
 
     @property
     def outputs(self) -> tuple[Path, ...]:
@@ -60,7 +65,24 @@ def run_scan(
     on_result: Callable[[Result], None] = lambda result: None,
 ) -> ScanOutcome:
     check_settings(settings)
-    session = ModelSession(resolve_model(settings.model))
+    model_path = resolve_model(settings.model)
+    sha256 = file_sha256(model_path)
+    own_store = store_path(settings.outputs) if settings.outputs else None
+    with open_store(own_store, sha256) if own_store else contextlib.nullcontext() as store:
+        known_info = store.model_info() if store and not settings.force else None
+        session = ModelSession(model_path, info=known_info, sha256=sha256)
+        if store and known_info is None:
+            store.remember_model(session.info)
+        return _scan(settings, command_line, on_result, session, store)
+
+
+def _scan(
+    settings: ScanSettings,
+    command_line: str,
+    on_result: Callable[[Result], None],
+    session: ModelSession,
+    store: ResultStore | None,
+) -> ScanOutcome:
     threshold = session.info.threshold if settings.threshold is None else settings.threshold
     summary = Summary(
         Provenance(
@@ -76,9 +98,16 @@ def run_scan(
     )
     interrupted = False
     to_stdout = not settings.outputs
+    saver = _Saver(store)
     with open_csv(settings.csv) if settings.csv or to_stdout else _no_csv() as csv_out:
+        images = _images(settings, summary, store.path if store else None)
+        jobs: Iterator[Candidate | Result] = (
+            images
+            if store is None or settings.force
+            else _known_first(images, store, session.info, threshold)
+        )
         results = classify(
-            _images(settings, summary),
+            jobs,
             session,
             threshold,
             settings.batch_size,
@@ -89,12 +118,14 @@ def run_scan(
                 summary.add(result)
                 if csv_out is not None:
                     csv_out.write(result)
+                saver.add(result)
                 on_result(result)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: writing the %d results done so far", summary.classified)
         finally:
             results.close()
+            saver.commit()
     summary.provenance.finished = _now()
     summary.provenance.interrupted = interrupted
     if settings.json:
@@ -102,6 +133,36 @@ def run_scan(
     if settings.report:
         write_html(summary, settings.report)
     return ScanOutcome(summary, interrupted)
+
+
+class _Saver:
+    """Adds new results to the store, committing every few seconds (a crash loses no more)."""
+
+    INTERVAL = 2.0
+
+    def __init__(self, store: ResultStore | None) -> None:
+        self.store = store
+        self.last_commit = time.monotonic()
+
+    def add(self, result: Result) -> None:
+        if self.store is None or result.known:
+            return
+        self.store.add(result)
+        if time.monotonic() - self.last_commit > self.INTERVAL:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.store is not None:
+            self.store.commit()
+            self.last_commit = time.monotonic()
+
+
+def _known_first(
+    images: Iterator[Candidate], store: ResultStore, info: ModelInfo, threshold: float
+) -> Iterator[Candidate | Result]:
+    """Each image's stored result when it is still current, else the image itself."""
+    for image in images:
+        yield store.known(image, info, threshold) or image
 
 
 def check_settings(settings: ScanSettings) -> None:
@@ -118,13 +179,15 @@ def check_settings(settings: ScanSettings) -> None:
         raise UsageError(f"--threshold {settings.threshold}: must be between 0 and 1")
 
 
-def _images(settings: ScanSettings, summary: Summary) -> Iterator[Path]:
-    outputs = frozenset(Path(os.path.realpath(p)) for p in settings.outputs)
-    for candidate in discover(settings.paths, exclude=outputs):
+def _images(settings: ScanSettings, summary: Summary, store: Path | None) -> Iterator[Candidate]:
+    """Images to classify; our own outputs and result store are never taken for input."""
+    own = set(settings.outputs) | (store_files(store) if store else set())
+    exclude = frozenset(Path(os.path.realpath(p)) for p in own)
+    for candidate in discover(settings.paths, exclude=exclude):
         if candidate.skip:
             summary.add_skipped(candidate.skip)
         else:
-            yield candidate.path
+            yield candidate
 
 
 @contextlib.contextmanager

@@ -51,7 +51,7 @@ TASKS = {
         examples=data.idc_examples,
         build=nets.idc_cnn,
         augment=augment.for_histology,
-        fit=FitSettings(epochs=14, batch_size=128, learning_rate=3e-3, patience=5, seed=0),
+        fit=FitSettings(epochs=20, batch_size=128, learning_rate=2e-3, patience=6, seed=0),
         license="Training data: Breast Histopathology Images (IDC_regular_ps50_idx5), CC0; "
         "Janowczyk & Madabhushi 2016, Cruz-Roa et al. 2014. Research use only, not a diagnostic device.",
         data_summary="IDC_regular_ps50_idx5 subset: 27,860 patches from 32 patients",

@@ -1,0 +1,155 @@
+"""Incremental scans: the result store beside the outputs, keyed on path, size, mtime and model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from patchscan import model
+from patchscan.cli import main
+from patchscan.store import SUFFIX
+
+
+@pytest.fixture
+def predicted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the images each scan sends to the model."""
+    counts: list[int] = []
+    real = model.ModelSession.predict
+
+    def counting(self: model.ModelSession, batch: np.ndarray) -> np.ndarray:
+        counts.append(len(batch))
+        return real(self, batch)
+
+    monkeypatch.setattr(model.ModelSession, "predict", counting)
+    return counts
+
+
+def scan(folder: Path, model_path: Path, out: Path, *extra: str) -> str:
+    result = CliRunner().invoke(
+        main,
+        [
+            *("scan", str(folder), "--model", str(model_path)),
+            *("--csv", str(out / "r.csv"), "--json", str(out / "r.json"), "--quiet", *extra),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return (out / "r.csv").read_text()
+
+
+def test_unchanged_rescan_classifies_nothing_and_writes_the_same_csv(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int]
+) -> None:
+    first = scan(patches, tiny_model, tmp_path)
+    assert sum(predicted) == 20
+    assert (tmp_path / f"r{SUFFIX}").is_file()
+    predicted.clear()
+    second = scan(patches, tiny_model, tmp_path)
+    assert predicted == [] and second == first
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["files"] == 20 and report["skipped"] == {}
+
+
+def test_a_fully_known_rescan_never_starts_onnxruntime(
+    patches: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = scan(patches, tiny_model, tmp_path)
+
+    def refuse(self: model.ModelSession) -> None:
+        raise AssertionError("the model was started")
+
+    monkeypatch.setattr(model.ModelSession, "_start", refuse)
+    assert scan(patches, tiny_model, tmp_path) == first
+
+
+def test_changed_files_and_new_files_are_redone_and_only_they(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int]
+) -> None:
+    scan(patches, tiny_model, tmp_path)
+    changed = sorted(patches.rglob("*.png"))[3]
+    Image.new("RGB", (50, 50), (255, 255, 255)).save(changed)  # white: P = 1.0 under tiny
+    shutil.copy(changed, changed.with_name("new_idx5_x0_y0_class0.png"))
+    predicted.clear()
+    csv_text = scan(patches, tiny_model, tmp_path)
+    assert sum(predicted) == 2
+    row = next(line for line in csv_text.splitlines() if line.startswith(str(changed)))
+    assert ",ok,1.000000," in row
+    assert len(csv_text.splitlines()) == 1 + 21
+
+
+def test_same_size_and_content_but_new_mtime_is_redone(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int]
+) -> None:
+    scan(patches, tiny_model, tmp_path)
+    touched = sorted(patches.rglob("*.png"))[0]
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    predicted.clear()
+    scan(patches, tiny_model, tmp_path)
+    assert sum(predicted) == 1
+
+
+def test_another_model_or_force_redoes_everything(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int]
+) -> None:
+    scan(patches, tiny_model, tmp_path)
+    other = tmp_path / "other.onnx"
+    other.write_bytes(tiny_model.read_bytes() + b"")  # same bytes, same sha: still known
+    predicted.clear()
+    scan(patches, other, tmp_path)
+    assert predicted == []
+
+    import onnx
+
+    proto = onnx.load(str(tiny_model))
+    proto.producer_version = "changed"  # different bytes, different sha256
+    onnx.save(proto, str(other))
+    scan(patches, other, tmp_path)
+    assert sum(predicted) == 20
+
+    predicted.clear()
+    scan(patches, other, tmp_path, "--force")
+    assert sum(predicted) == 20
+
+
+def test_errors_are_remembered_too(tiny_model: Path, tmp_path: Path, predicted: list[int]) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "broken.png").write_bytes(b"not a png")
+    Image.new("RGB", (50, 50)).save(folder / "good.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    for _ in range(2):
+        result = CliRunner().invoke(
+            main, ["scan", str(folder), "--model", str(tiny_model), "--csv", str(out / "r.csv")]
+        )
+        assert result.exit_code == 1
+        assert "broken.png" in (out / "r.csv").read_text()
+    assert sum(predicted) == 1
+
+
+def test_store_inside_the_scanned_folder_is_not_an_input(
+    patches: Path, tiny_model: Path, predicted: list[int]
+) -> None:
+    scan(patches, tiny_model, patches)
+    scan(patches, tiny_model, patches)
+    report = json.loads((patches / "r.json").read_text())
+    assert report["files"] == 20 and report["skipped"] == {}
+
+
+def test_a_corrupt_store_is_one_line_usage_error(
+    patches: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    (tmp_path / f"r{SUFFIX}").write_bytes(b"garbage" * 1000)
+    result = CliRunner().invoke(
+        main, ["scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv")]
+    )
+    assert result.exit_code == 2
+    assert "not a patchscan result store" in result.stderr and "Traceback" not in result.stderr

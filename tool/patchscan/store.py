@@ -1,0 +1,155 @@
+"""The result store: an SQLite file next to the outputs that remembers every image's result.
+
+A row is keyed by path and is current while the file's (size, mtime_ns) and the model's sha256
+are unchanged, so a rescan re-reads nothing that it already knows and a changed file or model is
+redone. `patchscan scan` and `patchscan watch` share it; SQLite's journal makes every committed
+batch survive a crash or `kill -9`, and an uncommitted one is simply redone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from patchscan.discover import Candidate
+from patchscan.errors import UsageError
+from patchscan.model import ModelInfo
+from patchscan.naming import parse_name
+from patchscan.pipeline import TILE, Result
+
+SUFFIX = ".patchscan.db"
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (sha256 TEXT PRIMARY KEY, info TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS results (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    model TEXT NOT NULL,
+    probability REAL,
+    error TEXT NOT NULL,
+    tile BLOB
+);
+"""
+
+
+def store_path(outputs: tuple[Path, ...]) -> Path:
+    """`results.csv` → `results.patchscan.db`, beside the first output."""
+    return outputs[0].with_name(outputs[0].stem + SUFFIX)
+
+
+def store_files(path: Path) -> frozenset[Path]:
+    """The store and SQLite's companion files, which discovery must never take for images."""
+    return frozenset(
+        path.with_name(path.name + extra) for extra in ("", "-journal", "-wal", "-shm")
+    )
+
+
+class ResultStore:
+    def __init__(self, path: Path, model_sha256: str) -> None:
+        self.path = path
+        self.model = model_sha256
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")  # a reader never blocks the writer
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, _SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(f"unknown schema version {version}")
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._db.commit()
+        self._db.close()
+
+    def model_info(self) -> ModelInfo | None:
+        """The model's metadata as last read, so a fully known rescan never starts onnxruntime."""
+        row = self._db.execute("SELECT info FROM models WHERE sha256=?", (self.model,)).fetchone()
+        return ModelInfo.from_metadata(json.loads(row[0])) if row else None
+
+    def remember_model(self, info: ModelInfo) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO models VALUES (?, ?)",
+            (self.model, json.dumps(info.to_metadata())),
+        )
+        self._db.commit()
+
+    def known(self, image: Candidate, info: ModelInfo, threshold: float) -> Result | None:
+        """The stored result for `image` if it is still current, labelled at `threshold`."""
+        if image.stamp is None:
+            return None
+        row = self._db.execute(
+            "SELECT probability, error, tile FROM results "
+            "WHERE path=? AND size=? AND mtime_ns=? AND model=?",
+            (str(image.path), *image.stamp, self.model),
+        ).fetchone()
+        return None if row is None else _result(image.path, row, info, threshold, image.stamp)
+
+    def add(self, result: Result) -> None:
+        """Remember `result`; it is durable after the next commit()."""
+        if result.stamp is None:
+            return  # a file that could not be stat'ed has nothing to key on
+        tile = None if result.tile is None else result.tile.tobytes()
+        self._db.execute(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (str(result.path), *result.stamp, self.model, result.probability, result.error, tile),
+        )
+
+    def commit(self) -> None:
+        self._db.commit()
+
+    def forget(self, path: Path) -> None:
+        self._db.execute("DELETE FROM results WHERE path=?", (str(path),))
+
+    def stamp(self, path: Path) -> tuple[int, int] | None:
+        """The (size, mtime_ns) a current result was made from, if any."""
+        row = self._db.execute(
+            "SELECT size, mtime_ns FROM results WHERE path=? AND model=?", (str(path), self.model)
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def current(self, info: ModelInfo, threshold: float, under: Path) -> Iterator[Result]:
+        """Every result made with this model for files under `under`, in path order."""
+        prefix = str(under).rstrip("/\\")
+        rows = self._db.execute(
+            "SELECT path, probability, error, tile, size, mtime_ns FROM results "
+            "WHERE model=? AND (path=? OR substr(path, 1, ?) IN (?, ?)) ORDER BY path",
+            (self.model, prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
+        )
+        for path, *row, size, mtime_ns in rows:
+            yield _result(Path(path), tuple(row), info, threshold, (size, mtime_ns))
+
+
+def _result(
+    path: Path,
+    row: tuple[float | None, str, bytes | None],
+    info: ModelInfo,
+    threshold: float,
+    stamp: tuple[int, int],
+) -> Result:
+    probability, error, tile = row
+    name = parse_name(path, info.classes)
+    if probability is None:
+        return Result(path, name, error=error or "unknown error", stamp=stamp, known=True)
+    pixels = None if tile is None else np.frombuffer(tile, np.uint8).reshape(TILE, TILE, 3)
+    label = info.label(probability, threshold)
+    return Result(path, name, probability, label, tile=pixels, stamp=stamp, known=True)
+
+
+@contextlib.contextmanager
+def open_store(path: Path, model_sha256: str) -> Iterator[ResultStore]:
+    try:
+        store = ResultStore(path, model_sha256)
+    except sqlite3.OperationalError as exc:  # a read-only folder, a full disk
+        raise UsageError(f"cannot write {path}: {exc}") from None
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{path}: not a patchscan result store ({exc}); delete it") from None
+    try:
+        yield store
+    finally:
+        store.close()
