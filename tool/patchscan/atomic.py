@@ -10,6 +10,15 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any threads
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would have given; mkstemp's 0600 hides shared reports
+
+
 @contextlib.contextmanager
 def atomic_open(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO[Any]]:
     """Open a temp file beside `path`; on success it replaces `path`, on failure it is removed."""
@@ -18,6 +27,7 @@ def atomic_open(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO[An
     except OSError as exc:  # name the file the user asked for, not our temp name
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
+        os.chmod(tmp, FILE_MODE)
         with os.fdopen(fd, mode, **kwargs) as handle:  # type: ignore[call-overload]
             yield handle
             handle.flush()

@@ -133,6 +133,86 @@ def scan(
 
 
 @main.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--model", default="idc", show_default=True, metavar="idc|skin|FILE.onnx")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="CSV.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--threshold", type=click.FloatRange(0, 1), metavar="P")
+@click.option(
+    "--settle",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Classify a file once its size and mtime have not changed for this long.",
+)
+@click.option(
+    "--poll",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Poll the folder every SECONDS instead of using native events (network shares).",
+)
+@click.option(
+    "--rescan",
+    type=click.FloatRange(min=0, min_open=True),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Walk the whole folder this often, for anything the events missed.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
+def watch(
+    folder: Path,
+    model: str,
+    csv_path: Path | None,
+    json_path: Path | None,
+    report_path: Path | None,
+    threshold: float | None,
+    settle: float,
+    poll: float | None,
+    rescan: float,
+    quiet: bool,
+) -> None:
+    """Classify everything in FOLDER, then every image that lands in it, until Ctrl-C.
+
+    State is kept in an SQLite file beside the first output, so a restart (even after a crash)
+    neither redoes nor misses a file. Ctrl-C or SIGTERM finishes the batch, saves, exits 0.
+    """
+    import signal
+    import threading
+
+    from patchscan.watch import Watcher, WatchSettings
+
+    _setup_logging(quiet)
+    settings = WatchSettings(
+        folder=folder,
+        model=model,
+        csv=csv_path,
+        json=json_path,
+        report=report_path,
+        threshold=threshold,
+        settle=settle,
+        poll=poll,
+        rescan=rescan,
+    )
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(signum, lambda *_: stop.set()) for signum in signals]
+    command = shlex.join(["patchscan", *sys.argv[1:]])
+    try:
+        classified = Watcher(settings, stop, command).run()
+    except PatchscanError as exc:
+        _fail(exc)
+    except OSError as exc:
+        _fail(PatchscanError(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}"))
+    finally:
+        for signum, handler in zip(signals, previous, strict=True):
+            signal.signal(signum, handler)
+    log.info("stopped; %s files classified in this session", f"{classified:,}")
+
+
+@main.command()
 def models() -> None:
     """List the bundled models with what their metadata says."""
     from patchscan.model import bundled_models, read_info

@@ -84,18 +84,7 @@ def _scan(
     store: ResultStore | None,
 ) -> ScanOutcome:
     threshold = session.info.threshold if settings.threshold is None else settings.threshold
-    summary = Summary(
-        Provenance(
-            tool_version=__version__,
-            model=session.info,
-            model_path=session.path,
-            model_sha256=session.sha256,
-            threshold=threshold,
-            command_line=command_line,
-            settings=_settings_dict(settings, threshold),
-            started=_now(),
-        )
-    )
+    summary = new_summary(session, threshold, command_line, _settings_dict(settings, threshold))
     interrupted = False
     to_stdout = not settings.outputs
     saver = _Saver(store)
@@ -126,13 +115,30 @@ def _scan(
         finally:
             results.close()
             saver.commit()
-    summary.provenance.finished = _now()
+    summary.provenance.finished = now()
     summary.provenance.interrupted = interrupted
     if settings.json:
         write_json(summary, settings.json)
     if settings.report:
         write_html(summary, settings.report)
     return ScanOutcome(summary, interrupted)
+
+
+def new_summary(
+    session: ModelSession, threshold: float, command_line: str, settings: dict[str, object]
+) -> Summary:
+    return Summary(
+        Provenance(
+            tool_version=__version__,
+            model=session.info,
+            model_path=session.path,
+            model_sha256=session.sha256,
+            threshold=threshold,
+            command_line=command_line,
+            settings=settings,
+            started=now(),
+        )
+    )
 
 
 class _Saver:
@@ -202,5 +208,5 @@ def _settings_dict(settings: ScanSettings, threshold: float) -> dict[str, object
     return values
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now().astimezone().isoformat(timespec="seconds")

@@ -103,9 +103,6 @@ class ResultStore:
     def commit(self) -> None:
         self._db.commit()
 
-    def forget(self, path: Path) -> None:
-        self._db.execute("DELETE FROM results WHERE path=?", (str(path),))
-
     def stamp(self, path: Path) -> tuple[int, int] | None:
         """The (size, mtime_ns) a current result was made from, if any."""
         row = self._db.execute(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
+import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -49,3 +51,16 @@ def open_csv(path: Path | None) -> Iterator[CsvWriter]:
         return
     with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
         yield CsvWriter(handle)
+
+
+def append_rows(path: Path, results: Iterable[Result]) -> None:
+    """Append rows to an existing CSV in one write(), so a crash never leaves half a row."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
+    for result in results:
+        writer.writerow(row(result))
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, buffer.getvalue().encode("utf-8"))
+    finally:
+        os.close(fd)
