@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_OUT := demo-output
 
-.PHONY: demo test lint setup browser train-idc train-skin clean
+.PHONY: demo test lint setup browser bench train-idc train-skin clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,9 +43,14 @@ lint: $(DEV)
 test: $(DEV) browser lint
 	$(BIN)/python -m pytest
 
+## bench: scan speed vs the decode-only floor and the Keras way, memory, rescan, watch latency
+bench: $(DEV)
+	$(BIN)/python bench/bench.py
+
 train-idc: $(DEV)
 	$(BIN)/patchscan-train train idc --data ../shared/data/idc --out runs/idc
 	cp runs/idc/idc.onnx runs/idc/idc.md assets/models/
+	cp runs/idc/idc.keras bench/
 
 train-skin: $(DEV)
 	$(BIN)/patchscan-train train skin --data ../shared/data/skin --out runs/skin

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import struct
+import subprocess
+import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,32 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = Path(__file__).parent / "data" / "tiny.onnx"
 SAMPLES = ROOT / "assets" / "samples" / "idc"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@contextlib.contextmanager
+def virtual_display() -> Iterator[str]:
+    """A private Xvfb display, e.g. ":57". Skips without Xvfb, except in CI (`make test` has it)."""
+    xvfb = shutil.which("Xvfb")
+    if xvfb is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Xvfb: `make test` installs it")
+        pytest.skip("Xvfb not installed")
+    read, write = os.pipe()
+    server = subprocess.Popen(
+        [xvfb, "-displayfd", str(write), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write,),
+        stderr=subprocess.DEVNULL,
+    )
+    os.close(write)
+    with os.fdopen(read) as handle:
+        number = handle.readline().strip()  # Xvfb picks a free display and says which
+    try:
+        assert number, "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        time.sleep(0.1)
 
 
 @pytest.fixture

@@ -75,7 +75,7 @@ def main() -> None:
     metavar="P",
     help="Label positive when P >= this [the model's own, chosen on validation data].",
 )
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=256, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option(
     "--force",
     is_flag=True,
@@ -213,6 +213,14 @@ def watch(
 
 
 @main.command()
+def window() -> None:
+    """Open the desktop window (what the standalone app does when started with no arguments)."""
+    from patchscan.gui import main as open_window
+
+    open_window()
+
+
+@main.command()
 def models() -> None:
     """List the bundled models with what their metadata says."""
     from patchscan.model import bundled_models, read_info
@@ -268,6 +276,8 @@ class _progress:
 
 
 def entry() -> None:
-    """Console-script and frozen-binary entry point."""
+    """Console-script and frozen-binary entry point; the double-clicked app opens its window."""
     multiprocessing.freeze_support()
+    if getattr(sys, "frozen", False) and len(sys.argv) == 1:
+        sys.argv.append("window")
     main()

@@ -38,9 +38,10 @@ def discover(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> I
     symlink pointing back up) is walked once. Paths in `exclude` (our own outputs) are skipped.
     """
     seen: set[tuple[int, int]] = set()
+    excluded_names = frozenset(path.name for path in exclude)
     for root in roots:
         if root.is_dir():
-            yield from _walk(root, seen, exclude)
+            yield from _walk(root, seen, exclude, excluded_names)
         elif Path(os.path.realpath(root)) not in exclude:
             if is_image_name(root):
                 yield Candidate(root, stamp=stamp_of(root))
@@ -49,7 +50,10 @@ def discover(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> I
 
 
 def _walk(
-    folder: Path, seen: set[tuple[int, int]], exclude: frozenset[Path]
+    folder: Path,
+    seen: set[tuple[int, int]],
+    exclude: frozenset[Path],
+    excluded_names: frozenset[str],
 ) -> Iterator[Candidate]:
     try:
         info = folder.stat()
@@ -67,9 +71,9 @@ def _walk(
             continue
         path = Path(entry.path)
         if _is_dir(entry):
-            yield from _walk(path, seen, exclude)
-        elif exclude and Path(os.path.realpath(path)) in exclude:
-            continue
+            yield from _walk(path, seen, exclude, excluded_names)
+        elif entry.name in excluded_names and Path(os.path.realpath(path)) in exclude:
+            continue  # (realpath only for a matching name: it costs more than the rest)
         elif is_image_name(path):
             yield Candidate(path, stamp=stamp_of(entry))
         else:

@@ -1,6 +1,6 @@
 """The result store: an SQLite file next to the outputs that remembers every image's result.
 
-A row is keyed by path and is current while the file's (size, mtime_ns) and the model's sha256
+A row is keyed by absolute path and is current while the file's (size, mtime_ns) and the model's sha256
 are unchanged, so a rescan re-reads nothing that it already knows and a changed file or model is
 redone. `patchscan scan` and `patchscan watch` share it; SQLite's journal makes every committed
 batch survive a crash or `kill -9`, and an uncommitted one is simply redone.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -62,9 +64,11 @@ class ResultStore:
             raise sqlite3.DatabaseError(f"unknown schema version {version}")
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        self._added: list[tuple[object, ...]] = []
+        self._index: dict[str, tuple[Any, ...]] | None = None
 
     def close(self) -> None:
-        self._db.commit()
+        self.commit()
         self._db.close()
 
     def model_info(self) -> ModelInfo | None:
@@ -83,36 +87,60 @@ class ResultStore:
         """The stored result for `image` if it is still current, labelled at `threshold`."""
         if image.stamp is None:
             return None
-        row = self._db.execute(
-            "SELECT probability, error, tile FROM results "
-            "WHERE path=? AND size=? AND mtime_ns=? AND model=?",
-            (str(image.path), *image.stamp, self.model),
-        ).fetchone()
-        return None if row is None else _result(image.path, row, info, threshold, image.stamp)
+        if self._index is None:
+            self._index = self._load_index()
+        row = self._index.get(os.path.abspath(image.path))
+        if row is None or row[:2] != image.stamp:
+            return None
+        return _result(image.path, row[2:], info, threshold, image.stamp)
+
+    def _load_index(self) -> dict[str, tuple[Any, ...]]:
+        """Every current row of this model in one query: a rescan of 100k files is one read."""
+        rows = self._db.execute(
+            "SELECT path, size, mtime_ns, probability, error, tile FROM results WHERE model=?",
+            (self.model,),
+        )
+        return {path: tuple(rest) for path, *rest in rows}
 
     def add(self, result: Result) -> None:
         """Remember `result`; it is durable after the next commit()."""
         if result.stamp is None:
             return  # a file that could not be stat'ed has nothing to key on
         tile = None if result.tile is None else result.tile.tobytes()
-        self._db.execute(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (str(result.path), *result.stamp, self.model, result.probability, result.error, tile),
+        self._added.append(
+            (
+                os.path.abspath(result.path),
+                *result.stamp,
+                self.model,
+                result.probability,
+                result.error,
+                tile,
+            )
         )
 
     def commit(self) -> None:
+        self._db.executemany(
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", self._added
+        )
         self._db.commit()
+        self._added.clear()
+
+    def has_results(self) -> bool:
+        """Whether anything was ever classified with this model (if not, skip every lookup)."""
+        query = "SELECT 1 FROM results WHERE model=? LIMIT 1"
+        return self._db.execute(query, (self.model,)).fetchone() is not None
 
     def stamp(self, path: Path) -> tuple[int, int] | None:
         """The (size, mtime_ns) a current result was made from, if any."""
         row = self._db.execute(
-            "SELECT size, mtime_ns FROM results WHERE path=? AND model=?", (str(path), self.model)
+            "SELECT size, mtime_ns FROM results WHERE path=? AND model=?",
+            (os.path.abspath(path), self.model),
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
     def current(self, info: ModelInfo, threshold: float, under: Path) -> Iterator[Result]:
         """Every result made with this model for files under `under`, in path order."""
-        prefix = str(under).rstrip("/\\")
+        prefix = os.path.abspath(under).rstrip("/\\")
         rows = self._db.execute(
             "SELECT path, probability, error, tile, size, mtime_ns FROM results "
             "WHERE model=? AND (path=? OR substr(path, 1, ?) IN (?, ?)) ORDER BY path",
@@ -124,7 +152,7 @@ class ResultStore:
 
 def _result(
     path: Path,
-    row: tuple[float | None, str, bytes | None],
+    row: tuple[Any, ...],  # probability, error, tile
     info: ModelInfo,
     threshold: float,
     stamp: tuple[int, int],

@@ -11,6 +11,7 @@ from it on start, and whatever was not committed is simply classified again.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -28,7 +29,7 @@ from watchdog.observers.polling import PollingObserver
 from patchscan.discover import Candidate, Stamp, discover, is_image_name, stamp_of
 from patchscan.errors import UsageError
 from patchscan.model import ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import Result, classify
+from patchscan.pipeline import DecodePool, Result, classify
 from patchscan.report.csv_writer import append_rows, open_csv
 from patchscan.report.html_writer import write_html
 from patchscan.report.json_writer import write_json
@@ -55,7 +56,7 @@ class WatchSettings:
     poll: float | None = None  # s between polls (network shares); None = native events
     rescan: float = 60.0  # s between walks of the whole folder
     report_every: float = 5.0  # s: the reports are rebuilt at most this often
-    batch_size: int = 256
+    batch_size: int = 64
 
     @property
     def outputs(self) -> tuple[Path, ...]:
@@ -107,7 +108,7 @@ class Watcher:
         on_result: Callable[[Result], None] = lambda result: None,
     ) -> None:
         check_watch_settings(settings)
-        self.settings = settings
+        self.settings = dataclasses.replace(settings, folder=settings.folder.absolute())
         self.stop = stop
         self.command_line = command_line
         self.on_result = on_result
@@ -128,7 +129,8 @@ class Watcher:
         self.own = frozenset(
             Path(os.path.realpath(p)) for p in (*settings.outputs, *store_files(own_store))
         )
-        with open_store(own_store, sha256) as store:
+        with open_store(own_store, sha256) as store, DecodePool(os.cpu_count() or 1) as decoder:
+            self.decoder = decoder
             session = ModelSession(model_path, info=store.model_info(), sha256=sha256)
             store.remember_model(session.info)
             self.store, self.session = store, session
@@ -231,11 +233,9 @@ class Watcher:
         ready = self._settled()
         if not ready:
             return
-        batch_size = self.settings.batch_size
         done: list[Result] = []
-        for result in classify(
-            ready, self.session, self.threshold, batch_size, os.cpu_count() or 1
-        ):
+        batch_size = self.settings.batch_size
+        for result in classify(ready, self.session, self.threshold, batch_size, self.decoder):
             landing = self.pending.get(result.path)
             if landing is None or landing.stamp != result.stamp:
                 continue  # changed while it was being read: it will settle again

@@ -210,7 +210,7 @@ def _suspicious(summary: Summary) -> str:
 
 
 def _histogram(summary: Summary) -> str:
-    counts = summary.histogram
+    counts = np.array(summary.histogram)
     if counts.sum() == 0:
         return ""
     width, height, bar = 600, 160, 600 / HISTOGRAM_BINS

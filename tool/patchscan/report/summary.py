@@ -75,14 +75,15 @@ class Group:
 
 
 class Summary:
-    def __init__(self, provenance: Provenance) -> None:
+    def __init__(self, provenance: Provenance, keep_tiles: bool = True) -> None:
         self.provenance = provenance
+        self.keep_tiles = keep_tiles  # only the HTML report draws slides
         self.counts: Counter[str] = Counter({label: 0 for label in provenance.model.classes})
         self.skipped: Counter[str] = Counter()
         self.errors: list[tuple[str, str]] = []
         self.error_count = 0
         self.groups: dict[str, Group] = {}
-        self.histogram = np.zeros(HISTOGRAM_BINS, dtype=np.int64)
+        self.histogram = [0] * HISTOGRAM_BINS
         self.truth: list[bool] = []
         self.scores: list[float] = []
         self._top: list[tuple[float, str, str]] = []
@@ -116,7 +117,12 @@ class Summary:
             self.scores.append(probability)
             group.truth.append(truth)
             group.scores.append(probability)
-        if result.tile is not None and name.x is not None and name.y is not None:
+        if (
+            self.keep_tiles
+            and result.tile is not None
+            and name.x is not None
+            and name.y is not None
+        ):
             group.tiles.append(Tile(name.x, name.y, probability, truth, result.tile))
         entry = (probability, str(result.path), name.group)
         if len(self._top) < TOP_SUSPICIOUS:
@@ -166,6 +172,6 @@ class Summary:
             "error_list": [{"path": path, "error": reason} for path, reason in self.errors],
             "skipped": dict(self.skipped),
             "groups": [g.as_dict(p.threshold) for g in self.groups.values()],
-            "histogram": {"bins": HISTOGRAM_BINS, "counts": self.histogram.tolist()},
+            "histogram": {"bins": HISTOGRAM_BINS, "counts": list(self.histogram)},
             "metrics": self.quality(),
         }

@@ -1,0 +1,264 @@
+"""`make bench`: patchscan against the decode-only floor and the seed-style Keras pipeline.
+
+Everything runs in one process tree on the same files, in one run, so the ratios are fair on a
+shared machine. Needs ../shared/data/idc (skips cleanly without it) and, for the Keras row,
+TensorFlow and bench/idc.keras (the Keras twin of the bundled idc.onnx, saved by the trainer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+IDC = ROOT.parent / "shared" / "data" / "idc"
+KERAS_MODEL = ROOT / "bench" / "idc.keras"
+PATCHSCAN = [sys.executable, "-m", "patchscan"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", type=Path, default=IDC)
+    parser.add_argument("--skip-memory", action="store_true", help="no 20k/100k RSS runs")
+    parser.add_argument("--skip-watch", action="store_true")
+    args = parser.parse_args()
+    if not args.data.is_dir():
+        print(f"bench: {args.data} not found; skipped (it needs the IDC patches)")
+        return 0
+    files = sorted(args.data.rglob("*.png"))
+    cores = os.cpu_count() or 1
+    print(f"machine: {platform.machine()}, {cores} cores, Python {platform.python_version()}")
+    print(f"files: {len(files):,} IDC patches under {args.data}\n")
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="patchscan-bench-") as tmp:
+        work = Path(tmp)
+        floor = timed(lambda: decode_floor(files, cores))
+        rows.append(("1. decode floor (PIL, all cores)", rate(len(files), floor), "1.00x floor"))
+        scan, scan_rss = run_measured(
+            [*PATCHSCAN, "scan", str(args.data), "--csv", str(work / "a.csv"), "-q"]
+        )
+        rows.append(
+            ("2. patchscan scan (CSV)", rate(len(files), scan), f"{floor / scan:.2f}x floor")
+        )
+        seed = seed_style(files)
+        if seed is not None:
+            rows.append(
+                (
+                    "3. seed style: PIL → array → Keras predict",
+                    rate(len(files), seed),
+                    f"scan is {seed / scan:.1f}x faster",
+                )
+            )
+        rescan, _ = run_measured(
+            [*PATCHSCAN, "scan", str(args.data), "--csv", str(work / "a.csv"), "-q"]
+        )
+        rows.append(
+            ("4. unchanged rescan", f"{rescan:.2f} s", f"{rescan / floor:.2f}x floor time")
+        )
+        rows.append(("   peak RSS of the scan (2.)", f"{scan_rss:.0f} MB", ""))
+        if not args.skip_memory:
+            for count in (20_000, 100_000):
+                folder = repeated(files, count, work / f"m{count}")
+                seconds, rss = run_measured(
+                    [*PATCHSCAN, "scan", str(folder), "--csv", str(work / f"m{count}.csv"), "-q"]
+                )
+                rows.append(
+                    (f"5. peak RSS, {count:,} files", f"{rss:.0f} MB", rate(count, seconds))
+                )
+                shutil.rmtree(folder)
+        if not args.skip_watch:
+            p50, p95, idle = watch_latency(files[:200], work)
+            rows.append(("6. watch: landed → CSV row", f"p50 {p50:.2f} s", f"p95 {p95:.2f} s"))
+            rows.append(("   watch: idle CPU", f"{idle:.2f}% of a core", ""))
+    width = max(len(r[0]) for r in rows)
+    for name, figure, ratio in rows:
+        print(f"{name:<{width}}  {figure:>22}  {ratio}")
+    return 0
+
+
+def timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
+def rate(count: int, seconds: float) -> str:
+    return f"{count / seconds:,.0f} files/s ({seconds:.1f} s)"
+
+
+def _decode(paths: list[Path]) -> int:
+    for path in paths:
+        with Image.open(path) as image:
+            np.asarray(image.convert("RGB"))
+    return len(paths)
+
+
+def decode_floor(files: list[Path], cores: int) -> None:
+    chunks = [files[i : i + 500] for i in range(0, len(files), 500)]
+    with ProcessPoolExecutor(cores) as pool:
+        assert sum(pool.map(_decode, chunks)) == len(files)
+
+
+def run_measured(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of the whole process tree, sampled every 20 ms."""
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    peak = 0
+    while process.poll() is None:
+        peak = max(peak, tree_rss(process.pid))
+        time.sleep(0.02)
+    seconds = time.perf_counter() - started
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"bench: {' '.join(command)} exited {process.returncode}")
+    return seconds, peak / 1e6
+
+
+def tree_rss(pid: int) -> int:
+    total = 0
+    for member in (pid, *children(pid)):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def children(pid: int) -> Iterator[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return
+    for task in tasks:
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            yield int(kid)
+            yield from children(int(kid))
+
+
+def seed_style(files: list[Path]) -> float | None:
+    """The notebook way: every image into one array, then Keras predict. Skipped without TF."""
+    if not KERAS_MODEL.is_file():
+        print(f"bench: {KERAS_MODEL} missing; seed-style row skipped (make train-idc writes it)")
+        return None
+    code = (
+        "import sys, time, numpy as np; from PIL import Image; t = time.perf_counter();"
+        "import keras; m = keras.models.load_model(sys.argv[1]);"
+        "paths = open(sys.argv[2]).read().split('\\n');"
+        "x = np.array([np.asarray(Image.open(p).convert('RGB').resize((50, 50))) for p in paths]);"
+        "p = m.predict(x.astype('float32') / 255.0, verbose=0);"
+        "print(time.perf_counter() - t)"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
+        listing.write("\n".join(map(str, files)))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(KERAS_MODEL), listing.name],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        )
+    finally:
+        os.unlink(listing.name)
+    if result.returncode != 0:
+        print(f"bench: seed-style run failed ({result.stderr.strip().splitlines()[-1:]})")
+        return None
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def repeated(files: list[Path], count: int, folder: Path) -> Path:
+    """`count` real patches under new names (hard links: no extra disk), 28 patients per copy."""
+    for index in range(count):
+        source = files[index % len(files)]
+        copy = index // len(files)
+        target = folder / f"{source.parts[-3]}r{copy}" / source.parent.name / source.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(source, target)
+        except OSError:
+            shutil.copy(source, target)
+    return folder
+
+
+def watch_latency(sources: list[Path], work: Path) -> tuple[float, float, float]:
+    """Drop files one by one (rename into place) and time until each has its CSV row."""
+    folder, out = work / "lab", work / "lab-out"
+    folder.mkdir()
+    out.mkdir()
+    csv_path = out / "r.csv"
+    process = subprocess.Popen(
+        [*PATCHSCAN, "watch", str(folder), "--csv", str(csv_path), "-q"],
+        stderr=subprocess.DEVNULL,
+    )
+    landed: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.is_set():
+            if csv_path.exists():
+                with open(csv_path, newline="") as handle:
+                    for row in csv.DictReader(handle):
+                        seen.setdefault(row["path"], time.perf_counter())
+            time.sleep(0.01)
+
+    follower = threading.Thread(target=follow)
+    follower.start()
+    try:
+        time.sleep(3)  # start-up is not latency
+        for index, source in enumerate(sources):
+            target = folder / f"p{index:04d}_x{index * 50}_y0.png"
+            part = target.with_name(target.name + ".part")
+            shutil.copy(source, part)
+            part.rename(target)
+            landed[str(target)] = time.perf_counter()
+            time.sleep(0.05)
+        deadline = time.perf_counter() + 30
+        while len(seen) < len(sources) and time.perf_counter() < deadline:
+            time.sleep(0.1)
+        idle = idle_cpu(process.pid, seconds=10)
+    finally:
+        stop.set()
+        follower.join()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+    latencies = sorted(seen[path] - landed[path] for path in landed if path in seen)
+    if len(latencies) < len(sources):
+        print(f"bench: watch missed {len(sources) - len(latencies)} files")
+    p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    return statistics.median(latencies), p95, idle
+
+
+def idle_cpu(pid: int, seconds: float) -> float:
+    def cpu_ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
+    before = cpu_ticks()
+    time.sleep(seconds)
+    return 100 * (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+
+
+if __name__ == "__main__":
+    sys.exit(main())

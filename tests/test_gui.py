@@ -1,0 +1,100 @@
+"""The desktop window, driven through its own widgets on a virtual X display (Xvfb)."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES, virtual_display
+
+tk = pytest.importorskip("tkinter")
+
+
+@pytest.fixture(scope="module")
+def xvfb() -> Iterator[str]:
+    """One display for the module: Tk does not survive its X server going away."""
+    with virtual_display() as name:
+        yield name
+
+
+@pytest.fixture
+def display(xvfb: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("DISPLAY", xvfb)
+    return xvfb
+
+
+def pump(root: tk.Tk, until: object, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "the window did not get there in time"
+        root.update()
+        time.sleep(0.02)
+
+
+def screenshot(root: tk.Tk, display: str, path: Path) -> None:
+    from PIL import ImageGrab
+
+    root.update()
+    x, y = root.winfo_rootx(), root.winfo_rooty()
+    image = ImageGrab.grab(xdisplay=display)
+    image.crop((x, y, x + root.winfo_width(), y + root.winfo_height())).save(path)
+
+
+def test_scan_then_watch_from_the_window(
+    display: str, patches: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from patchscan.gui import App, results_folder, settings_file
+
+    root = tk.Tk()
+    try:
+        app = App(root)
+        assert "patchscan" in root.title()
+        assert app.model.get() == "idc" and "H&E" in app.description.cget("text")
+        app.folder.set(str(patches))
+        app.scan_button.invoke()
+        pump(root, lambda: app.status.cget("text").startswith("Done"))
+        assert app.status.cget("text").startswith("Done. 20 files:")
+        assert app.message.cget("text") == ""
+        assert str(app.report_button.cget("state")) == "normal"
+        out = results_folder(patches)
+        with open(out / "results.csv", newline="") as handle:
+            assert len(list(csv.DictReader(handle))) == 20
+        assert (out / "report.html").stat().st_size > 10_000
+        assert str(patches) in settings_file().read_text()  # remembered for next time
+        shot = Path(request.config.rootpath) / "test-output" / "window-scan.png"
+        shot.parent.mkdir(exist_ok=True)
+        screenshot(root, display, shot)
+
+        app.watch_toggle.invoke()  # on
+        pump(root, lambda: app.status.cget("text").startswith("Watching"))
+        new = patches / "9035" / "1" / "9035_idx5_x9_y9_class1.png"
+        shutil.copy(next(SAMPLES.glob("9035/1/*.png")), new)
+        pump(root, lambda: app.counts.total() == 1)
+        app.watch_toggle.invoke()  # off: the watch saves and stops
+        pump(root, lambda: app.status.cget("text").startswith("Done"))
+        with open(out / "results.csv", newline="") as handle:
+            assert len(list(csv.DictReader(handle))) == 21
+    finally:
+        root.destroy()
+
+
+def test_problems_are_shown_in_the_window_in_plain_words(display: str, tmp_path: Path) -> None:
+    from patchscan.gui import App
+
+    root = tk.Tk()
+    try:
+        app = App(root)
+        app.folder.set(str(tmp_path / "missing"))
+        app.scan_button.invoke()
+        root.update()
+        assert app.message.cget("text") == f"Not a folder: {tmp_path / 'missing'}"
+        assert app.worker is None
+    finally:
+        root.destroy()

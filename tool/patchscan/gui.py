@@ -1,0 +1,288 @@
+"""The desktop window (Tk): pick a folder and a model, Scan or Watch, open the report.
+
+The work runs on a thread and talks to the window through a queue polled every 100 ms, so the
+window stays responsive; every failure is shown in the window in one plain line. Results go to a
+per-user folder (`~/patchscan/<folder name>-<hash>/`), never into the data folder or the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import tkinter as tk
+import webbrowser
+from collections import Counter
+from pathlib import Path
+from tkinter import filedialog, ttk
+from typing import Any
+
+from patchscan import __version__
+from patchscan.errors import PatchscanError
+from patchscan.model import bundled_models, read_info
+from patchscan.pipeline import Result
+
+log = logging.getLogger(__name__)
+
+POLL_MS = 100
+
+
+def settings_file() -> Path:
+    """Where the window remembers the last folder and model (per user, per platform)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA", Path.home()))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "patchscan" / "window.json"
+
+
+def results_folder(folder: Path) -> Path:
+    """Per-user results for `folder`: the data folder may be read-only or shared."""
+    absolute = folder.resolve()
+    tag = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
+    return Path.home() / "patchscan" / f"{absolute.name or 'root'}-{tag}"
+
+
+class App:
+    def __init__(self, root: tk.Tk) -> None:
+        self.root = root
+        self.events: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self.worker: threading.Thread | None = None
+        self.stop = threading.Event()
+        self.counts: Counter[str] = Counter()
+        self.models = {name: read_info(path) for name, path in bundled_models().items()}
+        remembered = self._load_settings()
+
+        root.title(f"patchscan {__version__}")
+        root.minsize(560, 300)
+        frame = ttk.Frame(root, padding=12)
+        frame.grid(sticky="nsew")
+        root.columnconfigure(0, weight=1)
+        frame.columnconfigure(1, weight=1)
+
+        self.folder = tk.StringVar(value=remembered.get("folder", ""))
+        ttk.Label(frame, text="Folder").grid(row=0, column=0, sticky="w")
+        ttk.Entry(frame, textvariable=self.folder).grid(row=0, column=1, sticky="ew", padx=6)
+        ttk.Button(frame, text="Choose…", command=self.choose_folder).grid(row=0, column=2)
+
+        names = list(self.models)
+        chosen = remembered.get("model")
+        self.model = tk.StringVar(value=chosen if chosen in names else (names or [""])[0])
+        ttk.Label(frame, text="Model").grid(row=1, column=0, sticky="w", pady=(8, 0))
+        picker = ttk.Combobox(frame, textvariable=self.model, values=names, state="readonly")
+        picker.grid(row=1, column=1, sticky="w", padx=6, pady=(8, 0))
+        picker.bind("<<ComboboxSelected>>", lambda event: self._describe())
+        self.description = ttk.Label(frame, foreground="#555")
+        self.description.grid(row=2, column=1, columnspan=2, sticky="w", padx=6)
+
+        buttons = ttk.Frame(frame)
+        buttons.grid(row=3, column=0, columnspan=3, sticky="w", pady=10)
+        self.scan_button = ttk.Button(buttons, text="Scan", command=self.start_scan)
+        self.scan_button.grid(row=0, column=0)
+        self.watching = tk.BooleanVar(value=False)
+        self.watch_toggle = ttk.Checkbutton(
+            buttons, text="Watch", variable=self.watching, command=self.toggle_watch
+        )
+        self.watch_toggle.grid(row=0, column=1, padx=8)
+        self.report_button = ttk.Button(
+            buttons, text="Open report", command=self.open_report, state="disabled"
+        )
+        self.report_button.grid(row=0, column=2)
+
+        self.progress = ttk.Progressbar(frame, mode="indeterminate")
+        self.progress.grid(row=4, column=0, columnspan=3, sticky="ew")
+        self.status = ttk.Label(frame, text="Choose a folder of images, then Scan.")
+        self.status.grid(row=5, column=0, columnspan=3, sticky="w", pady=(6, 0))
+        self.message = ttk.Label(frame, foreground="#b00", wraplength=520)
+        self.message.grid(row=6, column=0, columnspan=3, sticky="w")
+
+        root.bind("<Return>", lambda event: self.start_scan())
+        root.protocol("WM_DELETE_WINDOW", self.close)
+        self._describe()
+        self._update_report_button()
+        root.after(POLL_MS, self._poll)
+
+    # --- user actions ------------------------------------------------------------------------
+
+    def choose_folder(self) -> None:
+        folder = filedialog.askdirectory(initialdir=self.folder.get() or str(Path.home()))
+        if folder:
+            self.folder.set(folder)
+            self._update_report_button()
+
+    def start_scan(self) -> None:
+        folder = self._checked_folder()
+        if folder is None or self._busy():
+            return
+        self._begin(f"Scanning {folder} …")
+        model = self.model.get()  # Tk variables are read on the window's thread only
+        self.worker = threading.Thread(target=self._scan, args=(folder, model), daemon=True)
+        self.worker.start()
+
+    def toggle_watch(self) -> None:
+        if not self.watching.get():
+            self.stop.set()
+            self.status.config(text="Stopping the watch after the current batch …")
+            return
+        folder = self._checked_folder()
+        if folder is None or self._busy():
+            self.watching.set(False)
+            return
+        self._begin(f"Watching {folder}: new images are classified as they arrive.")
+        model = self.model.get()
+        self.worker = threading.Thread(target=self._watch, args=(folder, model), daemon=True)
+        self.worker.start()
+
+    def open_report(self) -> None:
+        report = results_folder(Path(self.folder.get())) / "report.html"
+        if report.is_file():
+            webbrowser.open(report.as_uri())
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.worker is not None:
+            self.worker.join(timeout=10)  # a watch saves its last batch
+        self.root.destroy()
+
+    # --- work on the worker thread -----------------------------------------------------------
+
+    def _scan(self, folder: Path, model: str) -> None:
+        from patchscan.discover import discover
+        from patchscan.scan import ScanSettings, run_scan
+
+        self.events.put(("total", sum(1 for c in discover([folder]) if not c.skip)))
+        csv, json_path, report = self._outputs(folder)
+        settings = ScanSettings((folder,), model, csv=csv, json=json_path, report=report)
+        self._guarded(lambda: run_scan(settings, "patchscan (window)", self._on_result))
+
+    def _watch(self, folder: Path, model: str) -> None:
+        from patchscan.watch import Watcher, WatchSettings
+
+        csv, json_path, report = self._outputs(folder)
+        settings = WatchSettings(folder, model, csv=csv, json=json_path, report=report)
+        self._guarded(
+            lambda: Watcher(settings, self.stop, "patchscan (window)", self._on_result).run()
+        )
+
+    def _guarded(self, work: Any) -> None:
+        try:
+            work()
+        except PatchscanError as exc:
+            self.events.put(("error", str(exc)))
+        except OSError as exc:
+            self.events.put(("error", f"Cannot read or write {exc.filename}: {exc.strerror}"))
+        except Exception as exc:  # the window must say it, not a console nobody sees
+            log.exception("unexpected failure")
+            self.events.put(("error", f"Unexpected problem: {exc}"))
+        self.events.put(("done", None))
+
+    def _on_result(self, result: Result) -> None:
+        self.events.put(("result", ("error" if result.error else result.label)))
+
+    # --- the window's side -------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        changed = finished = False
+        while True:
+            try:
+                kind, value = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "result":
+                self.counts[value] += 1
+                changed = True
+            elif kind == "total" and value:
+                self.progress.stop()
+                self.progress.config(mode="determinate", maximum=value, value=0)
+            elif kind == "error":
+                self.message.config(text=value)
+            elif kind == "done":
+                finished = True
+        if changed:
+            self.status.config(text=self._count_text())
+            if self.progress["mode"] == "determinate":
+                self.progress.config(value=self.counts.total())
+        if finished:
+            self._finish()
+        self.root.after(POLL_MS, self._poll)
+
+    def _begin(self, text: str) -> None:
+        self._save_settings()
+        self.stop.clear()
+        self.counts.clear()
+        self.message.config(text="")
+        self.status.config(text=text)
+        self.scan_button.config(state="disabled")
+        self.progress.config(mode="indeterminate", value=0)
+        self.progress.start(12)
+
+    def _finish(self) -> None:
+        self.progress.stop()
+        if self.progress["mode"] == "determinate":
+            self.progress.config(value=self.progress["maximum"])
+        self.scan_button.config(state="normal")
+        self.watching.set(False)
+        done = self._count_text() if self.counts else "No images found."
+        self.status.config(text=f"Done. {done}")
+        self._update_report_button()
+
+    def _count_text(self) -> str:
+        total = sum(self.counts.values())
+        parts = [f"{n:,} {label}" for label, n in sorted(self.counts.items())]
+        return f"{total:,} files: " + ", ".join(parts)
+
+    def _busy(self) -> bool:
+        return self.worker is not None and self.worker.is_alive()
+
+    def _checked_folder(self) -> Path | None:
+        text = self.folder.get().strip()
+        if not text or not Path(text).is_dir():
+            self.message.config(text=f"Not a folder: {text or '(none chosen)'}")
+            return None
+        if not self.model.get():
+            self.message.config(text="No model is bundled with this copy of patchscan.")
+            return None
+        return Path(text)
+
+    def _outputs(self, folder: Path) -> tuple[Path, Path, Path]:
+        """CSV, JSON and HTML report for `folder`, in its per-user results folder."""
+        out = results_folder(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        return out / "results.csv", out / "results.json", out / "report.html"
+
+    def _describe(self) -> None:
+        info = self.models.get(self.model.get())
+        self.description.config(text=info.description if info else "")
+
+    def _update_report_button(self) -> None:
+        text = self.folder.get().strip()
+        exists = bool(text) and (results_folder(Path(text)) / "report.html").is_file()
+        self.report_button.config(state="normal" if exists else "disabled")
+
+    def _load_settings(self) -> dict[str, str]:
+        try:
+            return dict(json.loads(settings_file().read_text()))
+        except (OSError, ValueError):
+            return {}
+
+    def _save_settings(self) -> None:
+        path = settings_file()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"folder": self.folder.get(), "model": self.model.get()}))
+        except OSError as exc:
+            log.warning("cannot remember the folder: %s", exc)
+
+
+def main() -> None:
+    root = tk.Tk()
+    App(root)
+    root.lift()
+    root.focus_force()
+    root.mainloop()
