@@ -7,7 +7,7 @@ RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_OUT := demo-output
 
-.PHONY: demo test lint setup browser bench train-idc train-skin clean
+.PHONY: demo test lint setup browser x11 binary binary-onefile bench train-idc train-skin clean
 
 $(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(RUNTIME): pyproject.toml
 	touch $@
 
 $(DEV): $(RUNTIME)
-	$(BIN)/python -m pip install -q -e '.[train,test]'
+	$(BIN)/python -m pip install -q -e '.[train,test,build]'
 	touch $@
 
 setup: $(DEV)
@@ -34,13 +34,28 @@ browser:
 		[ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+## x11: a virtual display and a driver for the window tests (Debian packages)
+x11:
+	@command -v Xvfb >/dev/null && command -v xdotool >/dev/null || { \
+		[ "$$(id -u)" = 0 ] && SUDO= || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq xvfb xdotool >/dev/null; }
+
+## binary: the standalone app in dist/patchscan/ (one folder: fast start)
+binary: $(DEV)
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/work build/patchscan.spec
+
+## binary-onefile: the same app as one file, dist/onefile/patchscan (slower start: it unpacks)
+binary-onefile: $(DEV)
+	PATCHSCAN_ONEFILE=1 $(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist/onefile \
+		--workpath build/work-onefile build/patchscan.spec
+
 lint: $(DEV)
 	$(BIN)/ruff check tool trainer tests
 	$(BIN)/ruff format --check tool trainer tests
 	$(BIN)/mypy
 
 ## test: lint, type-check and the whole test suite
-test: $(DEV) browser lint
+test: $(DEV) browser x11 lint binary
 	$(BIN)/python -m pytest
 
 ## bench: scan speed vs the decode-only floor and the Keras way, memory, rescan, watch latency
@@ -57,4 +72,4 @@ train-skin: $(DEV)
 	cp runs/skin/skin.onnx runs/skin/skin.md assets/models/
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache dist build/work build/work-onefile test-output

@@ -25,6 +25,7 @@ from patchscan import __version__
 from patchscan.errors import PatchscanError
 from patchscan.model import bundled_models, read_info
 from patchscan.pipeline import Result
+from patchscan.resources import assets_dir
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,10 @@ class App:
         remembered = self._load_settings()
 
         root.title(f"patchscan {__version__}")
+        icon = assets_dir() / "icons" / "patchscan.png"
+        if icon.is_file():
+            self.icon = tk.PhotoImage(master=root, file=str(icon))  # kept: Tk does not
+            root.iconphoto(True, self.icon)
         root.minsize(560, 300)
         frame = ttk.Frame(root, padding=12)
         frame.grid(sticky="nsew")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import keras
@@ -58,6 +59,18 @@ def parity(model: keras.Model, onnx_path: Path, images: np.ndarray) -> float:
     expected = model.predict(batch, batch_size=256, verbose=0).reshape(-1)
     got = np.concatenate([session.predict(batch[i : i + 256]) for i in range(0, len(batch), 256)])
     return float(np.max(np.abs(expected - got)))
+
+
+def onnx_throughput(path: Path, images: np.ndarray, batch_size: int = 64) -> float:
+    """Images per second through patchscan's own session (all cores), for the model card."""
+    session = ModelSession(path)
+    batch = to_model_input(np.resize(images, (batch_size, *images.shape[1:])))
+    session.predict(batch)  # warm-up: first run plans memory
+    runs, started = 0, time.perf_counter()
+    while time.perf_counter() - started < 2.0:
+        session.predict(batch)
+        runs += 1
+    return runs * batch_size / (time.perf_counter() - started)
 
 
 def count_macs(model: keras.Model) -> int:

@@ -19,7 +19,7 @@ from patchscan import metrics
 from patchscan.model import ModelInfo
 from patchscan_train import augment, data, nets
 from patchscan_train.evaluate import evaluate, write_run_report
-from patchscan_train.export import count_macs, export_onnx
+from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.modelcard import write_model_card
 from patchscan_train.train import FitSettings, fit, predict
 
@@ -145,6 +145,7 @@ def run_training(
     model.save(out / f"{task.name}.keras")  # for the seed-style comparison in `make bench`
     difference = export_onnx(model, info, out / f"{task.name}.onnx", images["test"][:500])
     results["onnx_max_difference"] = difference
+    results["onnx_images_per_second"] = onnx_throughput(out / f"{task.name}.onnx", images["test"])
     (out / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
     write_model_card(out / f"{task.name}.md", task, info, results)
     return {"out": str(out), "threshold": threshold, **_headline(results["test"])}
