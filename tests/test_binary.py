@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -87,3 +88,24 @@ def test_double_click_opens_the_window_and_scans(tmp_path: Path) -> None:
             app.terminate()
             _, stderr = app.communicate(timeout=30)
         assert b"Traceback" not in stderr
+
+
+def test_binary_models_and_watch(tmp_path: Path) -> None:
+    models = subprocess.run([BINARY, "models"], capture_output=True, text=True, timeout=60)
+    assert models.returncode == 0 and models.stdout.startswith("idc\t")
+    folder, out = tmp_path / "lab", tmp_path / "out"
+    folder.mkdir()
+    out.mkdir()
+    command = [BINARY, "watch", str(folder), "--csv", str(out / "r.csv"), "--settle", "0.3"]
+    watcher = subprocess.Popen(command, stderr=subprocess.PIPE)
+    try:
+        time.sleep(2)
+        shutil.copy(next(SAMPLES.glob("9035/1/*.png")), folder / "new.png")
+        deadline = time.monotonic() + 60
+        while "new.png" not in ((out / "r.csv").read_text() if (out / "r.csv").exists() else ""):
+            assert time.monotonic() < deadline and watcher.poll() is None, "no row"
+            time.sleep(0.1)
+    finally:
+        watcher.send_signal(signal.SIGINT)
+        _, stderr = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0 and b"Traceback" not in stderr
