@@ -11,7 +11,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -19,6 +19,7 @@ from patchscan import __version__
 from patchscan.errors import PatchscanError
 
 log = logging.getLogger("patchscan")
+T = TypeVar("T")
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -30,7 +31,7 @@ def _setup_logging(quiet: bool) -> None:
     root.propagate = False
 
 
-def _fail(exc: PatchscanError) -> None:
+def _fail(exc: PatchscanError) -> NoReturn:
     click.echo(f"patchscan: error: {exc}", err=True)
     sys.exit(exc.exit_code)
 
@@ -41,40 +42,70 @@ def main() -> None:
     """Classify folders of slide patches or skin-lesion images on the CPU."""
 
 
+def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
+    """--model, --csv, --json, --report and --threshold: the same for scan and watch."""
+    options = [
+        click.option(
+            "--model",
+            default="idc",
+            show_default=True,
+            metavar="idc|skin|FILE.onnx",
+            help="A bundled model, or an .onnx file with patchscan metadata.",
+        ),
+        click.option(
+            "--csv",
+            "csv_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="CSV, one row per image ('-' or no output option at all: stdout, scan only).",
+        ),
+        click.option(
+            "--json",
+            "json_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="JSON summary: counts, groups, errors, metrics, provenance.",
+        ),
+        click.option(
+            "--report",
+            "report_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Self-contained HTML report.",
+        ),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0, 1),
+            metavar="P",
+            help="Label positive when P >= this [the model's own, chosen on validation data].",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _seconds(name: str, help: str, default: float | None = None) -> Callable[..., Any]:
+    return click.option(
+        name,
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=default is not None,
+        metavar="SECONDS",
+        help=help,
+    )
+
+
+def _run_or_fail(work: Callable[[], T]) -> T:
+    """Map the errors a user can act on to one line on stderr and exit code 2."""
+    try:
+        return work()
+    except PatchscanError as exc:
+        _fail(exc)
+    except OSError as exc:  # an output that cannot be written: disk full, permissions
+        _fail(PatchscanError(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}"))
+
+
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--model",
-    "model",
-    default="idc",
-    show_default=True,
-    metavar="idc|skin|FILE.onnx",
-    help="A bundled model, or an .onnx file with patchscan metadata.",
-)
-@click.option(
-    "--csv",
-    "csv_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="CSV, one row per image ('-' or no output option at all: stdout).",
-)
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="JSON summary: counts, groups, errors, metrics, provenance.",
-)
-@click.option(
-    "--report",
-    "report_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Self-contained HTML report.",
-)
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0, 1),
-    metavar="P",
-    help="Label positive when P >= this [the model's own, chosen on validation data].",
-)
+@_model_and_outputs
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
 @click.option(
     "--force",
@@ -111,13 +142,8 @@ def scan(
     if to_stdout and settings.outputs:
         raise click.UsageError("--csv - (stdout) cannot be combined with --json or --report")
     command = shlex.join(["patchscan", *sys.argv[1:]])
-    try:
-        with _progress(quiet) as on_result:
-            outcome = run_scan(settings, command, on_result)
-    except PatchscanError as exc:
-        _fail(exc)
-    except OSError as exc:  # an output that cannot be written: disk full, permissions
-        _fail(PatchscanError(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}"))
+    with _progress(quiet) as on_result:
+        outcome = _run_or_fail(lambda: run_scan(settings, command, on_result))
     summary = outcome.summary
     if not quiet:
         counts = ", ".join(f"{n:,} {label}" for label, n in summary.counts.items())
@@ -134,33 +160,12 @@ def scan(
 
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--model", default="idc", show_default=True, metavar="idc|skin|FILE.onnx")
-@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), help="CSV.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--threshold", type=click.FloatRange(0, 1), metavar="P")
-@click.option(
-    "--settle",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Classify a file once its size and mtime have not changed for this long.",
+@_model_and_outputs
+@_seconds(
+    "--settle", "Classify a file once its size and mtime have not changed for this long.", 1.0
 )
-@click.option(
-    "--poll",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="SECONDS",
-    help="Poll the folder every SECONDS instead of using native events (network shares).",
-)
-@click.option(
-    "--rescan",
-    type=click.FloatRange(min=0, min_open=True),
-    default=60.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Walk the whole folder this often, for anything the events missed.",
-)
+@_seconds("--poll", "Poll the folder every SECONDS instead of native events (network shares).")
+@_seconds("--rescan", "Walk the whole folder this often, for anything the events missed.", 60.0)
 @click.option("--quiet", "-q", is_flag=True, help="Only warnings and errors on stderr.")
 def watch(
     folder: Path,
@@ -201,11 +206,7 @@ def watch(
     previous = [signal.signal(signum, lambda *_: stop.set()) for signum in signals]
     command = shlex.join(["patchscan", *sys.argv[1:]])
     try:
-        classified = Watcher(settings, stop, command).run()
-    except PatchscanError as exc:
-        _fail(exc)
-    except OSError as exc:
-        _fail(PatchscanError(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}"))
+        classified = _run_or_fail(Watcher(settings, stop, command).run)
     finally:
         for signum, handler in zip(signals, previous, strict=True):
             signal.signal(signum, handler)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from patchscan import __version__
 from patchscan.discover import Candidate, discover
@@ -84,13 +85,17 @@ def _scan(
     store: ResultStore | None,
 ) -> ScanOutcome:
     threshold = session.info.threshold if settings.threshold is None else settings.threshold
-    summary = new_summary(session, threshold, command_line, _settings_dict(settings, threshold))
-    summary.keep_tiles = settings.report is not None
+    summary = new_summary(session, threshold, command_line, settings)
     interrupted = False
     to_stdout = not settings.outputs
     saver = _Saver(store)
     pool = DecodePool(settings.workers or os.cpu_count() or 1)
-    with pool, open_csv(settings.csv) if settings.csv or to_stdout else _no_csv() as csv_out:
+    with (
+        pool,
+        open_csv(settings.csv)
+        if settings.csv or to_stdout
+        else contextlib.nullcontext() as csv_out,
+    ):
         images = _images(settings, summary, store.path if store else None)
         jobs: Iterator[Candidate | Result] = (
             images
@@ -121,20 +126,20 @@ def _scan(
 
 
 def new_summary(
-    session: ModelSession, threshold: float, command_line: str, settings: dict[str, object]
+    session: ModelSession, threshold: float, command_line: str, settings: Any
 ) -> Summary:
-    return Summary(
-        Provenance(
-            tool_version=__version__,
-            model=session.info,
-            model_path=session.path,
-            model_sha256=session.sha256,
-            threshold=threshold,
-            command_line=command_line,
-            settings=settings,
-            started=now(),
-        )
+    """An empty summary whose provenance records `settings` (a scan's or a watch's)."""
+    provenance = Provenance(
+        tool_version=__version__,
+        model=session.info,
+        model_path=session.path,
+        model_sha256=session.sha256,
+        threshold=threshold,
+        command_line=command_line,
+        settings=_settings_dict(settings, threshold),
+        started=now(),
     )
+    return Summary(provenance, keep_tiles=settings.report is not None)
 
 
 class _Saver:
@@ -172,13 +177,17 @@ def check_settings(settings: ScanSettings) -> None:
     for path in settings.paths:
         if not path.exists():
             raise UsageError(f"{path}: no such file or folder")
-    for output in settings.outputs:
+    check_outputs(settings.outputs)
+    if settings.threshold is not None and not 0.0 <= settings.threshold <= 1.0:
+        raise UsageError(f"--threshold {settings.threshold}: must be between 0 and 1")
+
+
+def check_outputs(outputs: tuple[Path, ...]) -> None:
+    for output in outputs:
         if output.is_dir():
             raise UsageError(f"{output}: is a folder, expected a file name")
         if not output.parent.is_dir():
             raise UsageError(f"{output}: folder {output.parent} does not exist")
-    if settings.threshold is not None and not 0.0 <= settings.threshold <= 1.0:
-        raise UsageError(f"--threshold {settings.threshold}: must be between 0 and 1")
 
 
 def _images(settings: ScanSettings, summary: Summary, store: Path | None) -> Iterator[Candidate]:
@@ -192,14 +201,11 @@ def _images(settings: ScanSettings, summary: Summary, store: Path | None) -> Ite
             yield candidate
 
 
-@contextlib.contextmanager
-def _no_csv() -> Iterator[None]:
-    yield None
-
-
-def _settings_dict(settings: ScanSettings, threshold: float) -> dict[str, object]:
+def _settings_dict(settings: Any, threshold: float) -> dict[str, object]:
+    """A settings dataclass as JSON-ready values, with the threshold actually used."""
     values = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()}
-    values["paths"] = [str(p) for p in settings.paths]
+    if "paths" in values:
+        values["paths"] = [str(p) for p in values["paths"]]
     values["threshold"] = threshold
     return values
 

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -34,7 +34,7 @@ from patchscan.report.csv_writer import append_rows, open_csv
 from patchscan.report.html_writer import write_html
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Summary
-from patchscan.scan import new_summary, now
+from patchscan.scan import check_outputs, new_summary, now
 from patchscan.store import open_store, store_files, store_path
 
 log = logging.getLogger(__name__)
@@ -89,9 +89,7 @@ def check_watch_settings(settings: WatchSettings) -> None:
         raise UsageError(f"{settings.folder}: not a folder")
     if not settings.outputs:
         raise UsageError("watch needs --csv, --json or --report (its state is kept beside them)")
-    for output in settings.outputs:
-        if output.is_dir() or not output.parent.is_dir():
-            raise UsageError(f"{output}: expected a file name in an existing folder")
+    check_outputs(settings.outputs)
     for name, value in (("--settle", settings.settle), ("--rescan", settings.rescan)):
         if value <= 0:
             raise UsageError(f"{name} {value}: must be positive")
@@ -137,9 +135,6 @@ class Watcher:
             self.threshold = (
                 session.info.threshold if settings.threshold is None else settings.threshold
             )
-            self.summary_settings = {
-                k: str(v) if isinstance(v, Path) else v for k, v in asdict(settings).items()
-            }
             self._rewrite_csv()  # the store is the truth: repairs a CSV torn by a crash
             self._walk()
             observer = self._start_observer()
@@ -294,9 +289,7 @@ class Watcher:
         self.report_due = time.monotonic() + max(settings.report_every, 2 * took)
 
     def _summary(self) -> Summary:
-        summary = new_summary(
-            self.session, self.threshold, self.command_line, self.summary_settings
-        )
+        summary = new_summary(self.session, self.threshold, self.command_line, self.settings)
         summary.provenance.started = self.started
         for result in self._current():
             summary.add(result)
