@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 from PIL import Image
 
-from patchscan import __version__
+from patchscan import __version__, pipeline
 from patchscan.cli import main
 
 
@@ -189,13 +189,13 @@ def test_ctrl_c_keeps_what_was_done(
 
     monkeypatch.setattr(scan_module, "classify", real_classify)
     classified = []
-    real_predict = scan_module.ModelSession.predict
+    real_submit = pipeline.Workers.submit
 
-    def counting(self, batch):  # type: ignore[no-untyped-def]
-        classified.append(len(batch))
-        return real_predict(self, batch)
+    def counting(self, chunk, model):  # type: ignore[no-untyped-def]
+        classified.append(len(chunk))
+        return real_submit(self, chunk, model)
 
-    monkeypatch.setattr(scan_module.ModelSession, "predict", counting)
+    monkeypatch.setattr(pipeline.Workers, "submit", counting)
     rerun = run("scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv"))
     assert rerun.exit_code == 0 and len(read_csv(tmp_path / "r.csv")) == 20
     assert sum(classified) == 15  # the five done before Ctrl-C were remembered

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from patchscan.errors import ImageError
-from patchscan.imaging import MAX_PIXELS, load_rgb, to_model_input
+from patchscan.imaging import MAX_PIXELS, _plain_png, load_rgb, to_model_input
 
 
 def test_every_awkward_file_gets_rgb_or_a_reason(bad_inputs: tuple[Path, dict]) -> None:
@@ -52,3 +52,49 @@ def test_model_input_is_float_in_unit_range() -> None:
     out = to_model_input(batch)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out.ravel(), [0.0, 128 / 255, 1.0], rtol=1e-6)
+
+
+def pil_pixels(path: Path) -> np.ndarray:
+    """What PIL's own reader makes of a file, through the general path's conversion."""
+    from patchscan.imaging import to_rgb
+
+    with Image.open(path) as image:
+        return np.asarray(to_rgb(image))
+
+
+@pytest.mark.parametrize("kind", ["rgb", "rgba", "palette", "grey", "two idat"])
+def test_plain_png_fast_path_gives_pil_pixels(tmp_path: Path, kind: str) -> None:
+    rgb = (np.random.default_rng(2).random((37, 50, 3)) * 255).astype(np.uint8)
+    image = Image.fromarray(rgb)
+    path = tmp_path / f"{kind}.png"
+    if kind == "rgba":
+        image.putalpha(Image.fromarray(rgb[..., 0]))
+    image = image.convert({"palette": "P", "grey": "L"}.get(kind, image.mode))
+    if kind == "two idat":
+        from PIL import ImageFile
+
+        saved, ImageFile.MAXBLOCK = ImageFile.MAXBLOCK, 1024
+    image.save(path)
+    if kind == "two idat":
+        ImageFile.MAXBLOCK = saved
+        assert path.read_bytes().count(b"IDAT") > 1
+    assert (load_rgb(path, (50, 37)) == pil_pixels(path)).all()
+    fast = _plain_png(path) is not None
+    assert fast == (kind in ("rgb", "rgba", "two idat"))  # the others take the general path
+
+    if kind == "rgb":  # the same header marked interlaced (Adam7) is not for the fast path
+        data = bytearray(path.read_bytes())
+        data[data.index(b"IHDR") + 16] = 1
+        path.write_bytes(bytes(data))
+        assert _plain_png(path) is None
+
+
+def test_a_plain_png_with_corrupt_image_data_gets_pils_reason(tmp_path: Path) -> None:
+    rgb = (np.random.default_rng(3).random((50, 50, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "whole.png")
+    data = bytearray((tmp_path / "whole.png").read_bytes())
+    start = data.index(b"IDAT") + 4
+    data[start + 10 : start + 40] = bytes(30)  # zeros over the deflate stream, CRC left stale
+    (tmp_path / "corrupt.png").write_bytes(bytes(data))
+    with pytest.raises(ImageError, match=r"^cannot decode image: broken data stream"):
+        load_rgb(tmp_path / "corrupt.png", (50, 50))

@@ -7,27 +7,26 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from patchscan import model
+from patchscan import model, pipeline
 from patchscan.cli import main
 from patchscan.store import SUFFIX
 
 
 @pytest.fixture
 def predicted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the images each scan sends to the model."""
+    """Counts the images each scan sends to the workers (which classify every one they get)."""
     counts: list[int] = []
-    real = model.ModelSession.predict
+    real = pipeline.Workers.submit
 
-    def counting(self: model.ModelSession, batch: np.ndarray) -> np.ndarray:
-        counts.append(len(batch))
-        return real(self, batch)
+    def counting(self: pipeline.Workers, chunk: list, model: object) -> object:  # type: ignore[type-arg]
+        counts.append(len(chunk))
+        return real(self, chunk, model)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(model.ModelSession, "predict", counting)
+    monkeypatch.setattr(pipeline.Workers, "submit", counting)
     return counts
 
 
@@ -57,15 +56,17 @@ def test_unchanged_rescan_classifies_nothing_and_writes_the_same_csv(
     assert report["files"] == 20 and report["skipped"] == {}
 
 
-def test_a_fully_known_rescan_never_starts_onnxruntime(
+def test_a_fully_known_rescan_never_starts_onnxruntime_or_workers(
     patches: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = scan(patches, tiny_model, tmp_path)
+    (tmp_path / "r.json").unlink()  # outputs to write again: the full known path, not the fast one
 
-    def refuse(self: model.ModelSession) -> None:
-        raise AssertionError("the model was started")
+    def refuse(*args: object) -> None:
+        raise AssertionError("the model or a worker was started")
 
     monkeypatch.setattr(model.ModelSession, "_start", refuse)
+    monkeypatch.setattr(pipeline.Workers, "submit", refuse)
     assert scan(patches, tiny_model, tmp_path) == first
 
 
@@ -132,7 +133,8 @@ def test_errors_are_remembered_too(tiny_model: Path, tmp_path: Path, predicted: 
         )
         assert result.exit_code == 1
         assert "broken.png" in (out / "r.csv").read_text()
-    assert sum(predicted) == 1
+        (out / "r.csv").unlink()  # written again from the store, not through the fast path
+    assert sum(predicted) == 2  # each file went to a worker once: the error was remembered
 
 
 def test_store_inside_the_scanned_folder_is_not_an_input(
@@ -153,3 +155,51 @@ def test_a_corrupt_store_is_one_line_usage_error(
     )
     assert result.exit_code == 2
     assert "not a patchscan result store" in result.stderr and "Traceback" not in result.stderr
+
+
+def stamps(*paths: Path) -> list[tuple[int, int]]:
+    return [(p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+
+
+def test_nothing_changed_leaves_the_outputs_alone_and_says_so(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int]
+) -> None:
+    scan(patches, tiny_model, tmp_path)
+    outputs = (tmp_path / "r.csv", tmp_path / "r.json")
+    before = stamps(*outputs)
+    predicted.clear()
+    args = ["scan", str(patches), "--model", str(tiny_model)]
+    args += ["--csv", str(outputs[0]), "--json", str(outputs[1])]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and predicted == []
+    assert stamps(*outputs) == before
+    assert "20 files:" in result.stderr
+    assert f"unchanged since the last scan: {outputs[0]}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "change", ["output deleted", "output edited", "new non-image", "threshold"]
+)
+def test_any_change_writes_the_outputs_again_without_reclassifying(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int], change: str
+) -> None:
+    first = scan(patches, tiny_model, tmp_path)
+    csv_path, json_path = tmp_path / "r.csv", tmp_path / "r.json"
+    extra: tuple[str, ...] = ()
+    if change == "output deleted":
+        json_path.unlink()
+    elif change == "output edited":
+        csv_path.write_text("edited by hand\n")
+    elif change == "new non-image":
+        (patches / "notes.txt").write_text("a new file the summary counts as skipped")
+    else:
+        extra = ("--threshold", "0.3")
+    before = stamps(csv_path)
+    predicted.clear()
+    again = scan(patches, tiny_model, tmp_path, *extra)
+    assert predicted == []  # every image is still known
+    assert json_path.is_file() and stamps(csv_path) != before
+    if change != "threshold":
+        assert again == first
+    skipped = json.loads(json_path.read_text())["skipped"]
+    assert skipped == ({"not an image name": 1} if change == "new non-image" else {})

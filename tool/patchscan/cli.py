@@ -144,17 +144,18 @@ def scan(
     command = shlex.join(["patchscan", *sys.argv[1:]])
     with _progress(quiet) as on_result:
         outcome = _run_or_fail(lambda: run_scan(settings, command, on_result))
-    summary = outcome.summary
     if not quiet:
-        counts = ", ".join(f"{n:,} {label}" for label, n in summary.counts.items())
+        counts = ", ".join(f"{n:,} {label}" for label, n in outcome.counts.items())
         log.info(
             "%s files: %s, %s errors",
-            f"{summary.classified + summary.error_count:,}",
+            f"{outcome.classified + outcome.errors:,}",
             counts,
-            f"{summary.error_count:,}",
+            f"{outcome.errors:,}",
         )
         for output in settings.outputs:
-            log.info("wrote %s", output)
+            log.info(
+                "%s %s", "unchanged since the last scan:" if outcome.unchanged else "wrote", output
+            )
     sys.exit(outcome.exit_code)
 
 

@@ -1,9 +1,12 @@
-"""Decode → preprocess → batched inference → one Result per image, in discovery order.
+"""Decode → preprocess → classify → one Result per image, in discovery order.
 
-Decoding runs in worker processes (PIL parses PNG chunks in Python, so threads stay bound to one
-core by the GIL), in chunks, a bounded window ahead of inference, so memory stays flat however
-many files there are; a file that fails becomes an error Result and the run goes on. Results
-already known (from the result store) pass straight through, keeping their place in the order.
+Worker processes read, decode and classify images in chunks (one onnxruntime call per chunk, on
+a single-threaded session of each worker's own): PIL parses PNG chunks in Python, so threads
+would stay bound to one core by the GIL, and a worker that also classifies sends back a
+probability per image instead of its pixels. Chunks run a bounded window ahead, so memory stays
+flat however many files there are; a file that fails becomes an error Result and the run goes on.
+Results already known (from the result store) pass straight through, keeping their place in
+the order. The main process never starts onnxruntime for a scan: it only keeps the books.
 """
 
 from __future__ import annotations
@@ -48,42 +51,51 @@ class Result:
 
 
 @dataclass(frozen=True)
-class _Decoded:
-    image: Candidate
+class _Classified:
+    """A worker's answer for one image: its probability, or why there is none."""
+
     name: NameInfo
-    pixels: np.ndarray | None
+    probability: float | None
     tile: np.ndarray | None
     error: str
 
 
-class DecodePool:
-    """Worker processes that read and decode images: started on first use, reused after.
+@dataclass(frozen=True)
+class _Model:
+    """What a worker needs to classify with the run's model (a session is not picklable)."""
+
+    path: Path
+    sha256: str
+    info: ModelInfo
+    tiles: bool  # thumbnails for the report's slide mosaic
+
+
+class Workers:
+    """Worker processes that read, decode and classify: started on first use, reused after.
 
     A scan makes one per run; a watch keeps one for its whole life, so a file that lands does
-    not wait for processes to start. A run with nothing new to read never starts any.
+    not wait for processes or sessions to start. A run with nothing new to read never starts any.
     """
-
-    CHUNK = 32  # images per task: one pickle round trip per chunk, not per file
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Candidate], info: ModelInfo) -> Future[list[_Decoded]]:
+    def submit(self, chunk: list[Candidate], model: _Model) -> Future[list[_Classified]]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
                 initializer=_ignore_ctrl_c,
             )
-        return self._pool.submit(_decode_chunk, chunk, info)
+        return self._pool.submit(_classify_chunk, chunk, model)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(cancel_futures=True)
             self._pool = None
 
-    def __enter__(self) -> DecodePool:
+    def __enter__(self) -> Workers:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -95,59 +107,79 @@ def classify(
     session: ModelSession,
     threshold: float,
     batch_size: int,
-    pool: DecodePool,
+    workers: Workers,
+    tiles: bool,
 ) -> Generator[Result, None, None]:
-    """Yield one Result per job, in order: images are classified, Results pass through."""
-    batch: list[_Decoded | Result] = []
-    decoded = 0  # images in `batch`; errors and known results ride along without a model slot
-    for item in _decode_ahead(jobs, session.info, pool, window=max(4, batch_size // 8)):
-        batch.append(item)
-        decoded += isinstance(item, _Decoded) and item.pixels is not None
-        if decoded >= batch_size:
-            yield from _infer(batch, session, threshold)
-            batch, decoded = [], 0
-    yield from _infer(batch, session, threshold)
+    """Yield one Result per job, in order: images are classified, Results pass through.
+
+    `batch_size` images go to a worker at a time, as one onnxruntime batch.
+    """
+    model = _Model(session.path, session.sha256, session.info, tiles)
+    for item in _classify_ahead(jobs, model, workers, batch_size, window=4):
+        if isinstance(item, Result):
+            yield item
+            continue
+        image, answer = item
+        probability = answer.probability
+        yield Result(
+            image.path,
+            answer.name,
+            probability=probability,
+            label="" if probability is None else session.info.label(probability, threshold),
+            error=answer.error,
+            tile=answer.tile,
+            stamp=image.stamp,
+        )
 
 
-_Pending = Future[list[_Decoded]] | Result
+_Pending = tuple[list[Candidate], Future[list[_Classified]]] | Result
 
 
-def _decode_ahead(
-    jobs: Iterable[Candidate | Result], info: ModelInfo, pool: DecodePool, window: int
-) -> Iterator[_Decoded | Result]:
-    """Decoded images and known results in job order, with at most `window` chunks in flight."""
+def _classify_ahead(
+    jobs: Iterable[Candidate | Result],
+    model: _Model,
+    workers: Workers,
+    chunk_size: int,
+    window: int,
+) -> Iterator[Result | tuple[Candidate, _Classified]]:
+    """Known Results and (image, answer) pairs in job order, with at most `window` chunks in flight per worker."""
     pending: collections.deque[_Pending] = collections.deque()
     chunk: list[Candidate] = []
+    limit = window * workers.workers
+
+    def flush() -> None:
+        nonlocal chunk
+        if chunk:
+            pending.append((chunk, workers.submit(chunk, model)))
+            chunk = []
+
     try:
         for job in jobs:
             if isinstance(job, Result):
-                if chunk:
-                    pending.append(pool.submit(chunk, info))
-                    chunk = []
+                flush()
                 pending.append(job)
             else:
                 chunk.append(job)
-                if len(chunk) >= pool.CHUNK:
-                    pending.append(pool.submit(chunk, info))
-                    chunk = []
-            while pending and (len(pending) >= window or isinstance(pending[0], Result)):
+                if len(chunk) >= chunk_size:
+                    flush()
+            while pending and (len(pending) >= limit or isinstance(pending[0], Result)):
                 yield from _take(pending)
-        if chunk:
-            pending.append(pool.submit(chunk, info))
+        flush()
         while pending:
             yield from _take(pending)
     finally:
-        for future in pending:
-            if isinstance(future, Future):
-                future.cancel()
+        for item in pending:
+            if not isinstance(item, Result):
+                item[1].cancel()
 
 
-def _take(pending: collections.deque[_Pending]) -> Iterator[_Decoded | Result]:
+def _take(pending: collections.deque[_Pending]) -> Iterator[Result | tuple[Candidate, _Classified]]:
     head = pending.popleft()
     if isinstance(head, Result):
         yield head
     else:
-        yield from head.result()
+        chunk, future = head
+        yield from zip(chunk, future.result(), strict=True)
 
 
 def _ignore_ctrl_c() -> None:
@@ -155,42 +187,36 @@ def _ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _decode_chunk(chunk: list[Candidate], info: ModelInfo) -> list[_Decoded]:
-    return [_decode(image, info) for image in chunk]
+_sessions: dict[str, ModelSession] = {}  # in a worker: one session per model it has met
 
 
-def _decode(image: Candidate, info: ModelInfo) -> _Decoded:
-    name = parse_name(image.path, info.classes)
-    try:
-        pixels = load_rgb(image.path, info.input_size)
-    except ImageError as exc:
-        return _Decoded(image, name, None, None, str(exc))
-    tile = _tile(pixels) if name.x is not None else None  # here, off the inference thread
-    return _Decoded(image, name, pixels, tile, "")
-
-
-def _infer(
-    batch: list[_Decoded | Result], session: ModelSession, threshold: float
-) -> Iterator[Result]:
-    good = [d.pixels for d in batch if isinstance(d, _Decoded) and d.pixels is not None]
+def _classify_chunk(chunk: list[Candidate], model: _Model) -> list[_Classified]:
+    session = _sessions.get(model.sha256)
+    if session is None:
+        session = _sessions[model.sha256] = ModelSession(
+            model.path, threads=1, info=model.info, sha256=model.sha256
+        )
+    decoded = [_decode(image.path, model) for image in chunk]
+    good = [pixels for _, pixels, _ in decoded if pixels is not None]
     probabilities: Iterator[float] = iter(())
     if good:
         probabilities = iter(session.predict(to_model_input(np.stack(good))).tolist())
-    for item in batch:
-        if isinstance(item, Result):
-            yield item
-        elif item.pixels is None:
-            yield Result(item.image.path, item.name, error=item.error, stamp=item.image.stamp)
+    answers = []
+    for name, pixels, error in decoded:
+        if pixels is None:
+            answers.append(_Classified(name, None, None, error))
         else:
-            probability = next(probabilities)
-            yield Result(
-                item.image.path,
-                item.name,
-                probability=probability,
-                label=session.info.label(probability, threshold),
-                tile=item.tile,
-                stamp=item.image.stamp,
-            )
+            tile = _tile(pixels) if model.tiles and name.x is not None else None
+            answers.append(_Classified(name, next(probabilities), tile, ""))
+    return answers
+
+
+def _decode(path: Path, model: _Model) -> tuple[NameInfo, np.ndarray | None, str]:
+    name = parse_name(path, model.info.classes)
+    try:
+        return name, load_rgb(path, model.info.input_size), ""
+    except ImageError as exc:
+        return name, None, str(exc)
 
 
 def _tile(pixels: np.ndarray) -> np.ndarray:

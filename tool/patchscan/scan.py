@@ -1,7 +1,9 @@
 """A whole scan: discover → classify → stream the CSV → write the JSON and HTML summaries.
 
 With outputs named, results are remembered in a result store beside them (store.py), so a rescan
-only classifies new or changed files. Ctrl-C stops between batches; everything classified by then
+only classifies new or changed files, and a rescan of a folder where nothing changed (same files,
+sizes and mtimes, same model and settings, outputs as the last scan left them) only walks the
+folder and leaves the outputs alone. Ctrl-C stops between batches; everything classified by then
 is written as if the scan had ended, and is remembered for the next run.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import json
 import logging
 import os
 import time
@@ -21,12 +25,12 @@ from patchscan import __version__
 from patchscan.discover import Candidate, discover
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo, ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import DecodePool, Result, classify
+from patchscan.pipeline import Result, Workers, classify
 from patchscan.report.csv_writer import open_csv
 from patchscan.report.html_writer import write_html
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
-from patchscan.store import ResultStore, open_store, store_files, store_path
+from patchscan.store import ResultStore, Tally, open_store, store_files, store_path
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +43,8 @@ class ScanSettings:
     json: Path | None = None
     report: Path | None = None
     threshold: float | None = None  # None: the model's own
-    batch_size: int = 64  # onnxruntime is as fast at 64 as at 256, with a quarter of the memory
-    workers: int = 0  # decode processes; 0 = one per core
+    batch_size: int = 64  # images per worker task and onnxruntime call
+    workers: int = 0  # worker processes; 0 = one per core
     force: bool = False  # re-classify files the result store already knows
 
     @property
@@ -50,14 +54,20 @@ class ScanSettings:
 
 @dataclass(frozen=True)
 class ScanOutcome:
-    summary: Summary
-    interrupted: bool
+    counts: dict[str, int]  # classified images per label
+    errors: int
+    interrupted: bool = False
+    unchanged: bool = False  # nothing changed since the last complete scan: outputs left alone
+
+    @property
+    def classified(self) -> int:
+        return sum(self.counts.values())
 
     @property
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.summary.error_count else 0
+        return 1 if self.errors else 0
 
 
 def run_scan(
@@ -85,24 +95,31 @@ def _scan(
     store: ResultStore | None,
 ) -> ScanOutcome:
     threshold = session.info.threshold if settings.threshold is None else settings.threshold
+    if store is not None and not settings.force:
+        walked = _Fingerprint(settings, session.sha256, threshold)
+        last = _unchanged_since_last_scan(settings, store, walked)
+        if last is not None:
+            return ScanOutcome(last["counts"], last["errors"], unchanged=True)
     summary = new_summary(session, threshold, command_line, settings)
+    fingerprint = _Fingerprint(settings, session.sha256, threshold)
     interrupted = False
     to_stdout = not settings.outputs
     saver = _Saver(store)
-    pool = DecodePool(settings.workers or os.cpu_count() or 1)
     with (
-        pool,
+        Workers(settings.workers or os.cpu_count() or 1) as workers,
         open_csv(settings.csv)
         if settings.csv or to_stdout
         else contextlib.nullcontext() as csv_out,
     ):
-        images = _images(settings, summary, store.path if store else None)
+        images = _images(settings, summary, store.path if store else None, fingerprint)
         jobs: Iterator[Candidate | Result] = (
             images
             if store is None or settings.force or not store.has_results()
-            else _known_first(images, store, session.info, threshold)
+            else _known_first(images, store, session.info, threshold, summary.keep_tiles)
         )
-        results = classify(jobs, session, threshold, settings.batch_size, pool)
+        results = classify(
+            jobs, session, threshold, settings.batch_size, workers, summary.keep_tiles
+        )
         try:
             for result in results:
                 summary.add(result)
@@ -122,7 +139,40 @@ def _scan(
         write_json(summary, settings.json)
     if settings.report:
         write_html(summary, settings.report)
-    return ScanOutcome(summary, interrupted)
+    tally: Tally = {"counts": dict(summary.counts), "errors": summary.error_count}
+    if store is not None and not interrupted:
+        store.remember_scan(fingerprint.hexdigest(), settings.outputs, tally)
+    return ScanOutcome(tally["counts"], tally["errors"], interrupted)
+
+
+class _Fingerprint:
+    """What a scan's outputs depend on: the tool, the model, the threshold, the paths asked for
+    and where the outputs go, and every file met on the walk with its (size, mtime_ns)."""
+
+    def __init__(self, settings: ScanSettings, model_sha256: str, threshold: float) -> None:
+        given = [[os.path.abspath(p) for p in ps] for ps in (settings.paths, settings.outputs)]
+        self._hash = hashlib.blake2b(
+            json.dumps([__version__, model_sha256, threshold, given]).encode()
+        )
+
+    def see(self, candidate: Candidate) -> None:
+        self._hash.update(f"{candidate.path}\0{candidate.skip}\0{candidate.stamp}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _unchanged_since_last_scan(
+    settings: ScanSettings, store: ResultStore, walked: _Fingerprint
+) -> Tally | None:
+    """The last scan's tally when a walk finds exactly what it found (checked only when the
+    outputs are still as that scan left them: otherwise they are rewritten anyway)."""
+    last = store.last_scan(settings.outputs)
+    if last is None:
+        return None
+    for candidate in discover(settings.paths, exclude=_own_files(settings, store.path)):
+        walked.see(candidate)
+    return last[1] if walked.hexdigest() == last[0] else None
 
 
 def new_summary(
@@ -165,11 +215,15 @@ class _Saver:
 
 
 def _known_first(
-    images: Iterator[Candidate], store: ResultStore, info: ModelInfo, threshold: float
+    images: Iterator[Candidate],
+    store: ResultStore,
+    info: ModelInfo,
+    threshold: float,
+    tiles: bool,
 ) -> Iterator[Candidate | Result]:
     """Each image's stored result when it is still current, else the image itself."""
     for image in images:
-        yield store.known(image, info, threshold) or image
+        yield store.known(image, info, threshold, tiles) or image
 
 
 def check_settings(settings: ScanSettings) -> None:
@@ -190,15 +244,21 @@ def check_outputs(outputs: tuple[Path, ...]) -> None:
             raise UsageError(f"{output}: folder {output.parent} does not exist")
 
 
-def _images(settings: ScanSettings, summary: Summary, store: Path | None) -> Iterator[Candidate]:
+def _images(
+    settings: ScanSettings, summary: Summary, store: Path | None, fingerprint: _Fingerprint
+) -> Iterator[Candidate]:
     """Images to classify; our own outputs and result store are never taken for input."""
-    own = set(settings.outputs) | (store_files(store) if store else set())
-    exclude = frozenset(Path(os.path.realpath(p)) for p in own)
-    for candidate in discover(settings.paths, exclude=exclude):
+    for candidate in discover(settings.paths, exclude=_own_files(settings, store)):
+        fingerprint.see(candidate)
         if candidate.skip:
             summary.add_skipped(candidate.skip)
         else:
             yield candidate
+
+
+def _own_files(settings: ScanSettings, store: Path | None) -> frozenset[Path]:
+    own = set(settings.outputs) | (store_files(store) if store else set())
+    return frozenset(Path(os.path.realpath(p)) for p in own)
 
 
 def _settings_dict(settings: Any, threshold: float) -> dict[str, object]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from patchscan.discover import Candidate
+from patchscan.discover import Candidate, stamp_of
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo
 from patchscan.naming import parse_name
@@ -26,6 +26,7 @@ from patchscan.pipeline import TILE, Result
 
 SUFFIX = ".patchscan.db"
 _SCHEMA_VERSION = 1
+Tally = dict[str, Any]  # a scan's counts per label and its error count, for its one-line summary
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (sha256 TEXT PRIMARY KEY, info TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (
@@ -36,6 +37,12 @@ CREATE TABLE IF NOT EXISTS results (
     probability REAL,
     error TEXT NOT NULL,
     tile BLOB
+);
+CREATE TABLE IF NOT EXISTS last_scan (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    fingerprint TEXT NOT NULL,
+    outputs TEXT NOT NULL,
+    tally TEXT NOT NULL
 );
 """
 
@@ -83,8 +90,14 @@ class ResultStore:
         )
         self._db.commit()
 
-    def known(self, image: Candidate, info: ModelInfo, threshold: float) -> Result | None:
-        """The stored result for `image` if it is still current, labelled at `threshold`."""
+    def known(
+        self, image: Candidate, info: ModelInfo, threshold: float, tiles: bool
+    ) -> Result | None:
+        """The stored result for `image` if it is still current, labelled at `threshold`.
+
+        With `tiles` (a report will draw the slide), a patch stored without its thumbnail (by a
+        scan that wrote no report) is not known: it is read again for the thumbnail.
+        """
         if image.stamp is None:
             return None
         if self._index is None:
@@ -92,7 +105,10 @@ class ResultStore:
         row = self._index.get(os.path.abspath(image.path))
         if row is None or row[:2] != image.stamp:
             return None
-        return _result(image.path, row[2:], info, threshold, image.stamp)
+        result = _result(image.path, row[2:], info, threshold, image.stamp)
+        if tiles and result.ok and result.tile is None and result.name.x is not None:
+            return None
+        return result
 
     def _load_index(self) -> dict[str, tuple[Any, ...]]:
         """Every current row of this model in one query: a rescan of 100k files is one read."""
@@ -137,6 +153,26 @@ class ResultStore:
             (os.path.abspath(path), self.model),
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def remember_scan(self, fingerprint: str, outputs: tuple[Path, ...], tally: Tally) -> None:
+        """Record a complete scan: what it was a scan of, and its outputs' stamps as written."""
+        stamps = [[os.path.abspath(p), *(stamp_of(p) or ())] for p in outputs]
+        self._db.execute(
+            "INSERT OR REPLACE INTO last_scan VALUES (0, ?, ?, ?)",
+            (fingerprint, json.dumps(stamps), json.dumps(tally)),
+        )
+        self._db.commit()
+
+    def last_scan(self, outputs: tuple[Path, ...]) -> tuple[str, Tally] | None:
+        """The last complete scan's fingerprint and tally, if its outputs are still as it left them
+        (same files, same size and mtime): else None, and the outputs must be written again."""
+        row = self._db.execute("SELECT fingerprint, outputs, tally FROM last_scan").fetchone()
+        if row is None:
+            return None
+        stamps = [[os.path.abspath(p), *(stamp_of(p) or ())] for p in outputs]
+        if json.loads(row[1]) != stamps:
+            return None
+        return row[0], json.loads(row[2])
 
     def current(self, info: ModelInfo, threshold: float, under: Path) -> Iterator[Result]:
         """Every result made with this model for files under `under`, in path order."""

@@ -29,7 +29,7 @@ from watchdog.observers.polling import PollingObserver
 from patchscan.discover import Candidate, Stamp, discover, is_image_name, stamp_of
 from patchscan.errors import UsageError
 from patchscan.model import ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import DecodePool, Result, classify
+from patchscan.pipeline import Result, Workers, classify
 from patchscan.report.csv_writer import append_rows, open_csv
 from patchscan.report.html_writer import write_html
 from patchscan.report.json_writer import write_json
@@ -127,8 +127,8 @@ class Watcher:
         self.own = frozenset(
             Path(os.path.realpath(p)) for p in (*settings.outputs, *store_files(own_store))
         )
-        with open_store(own_store, sha256) as store, DecodePool(os.cpu_count() or 1) as decoder:
-            self.decoder = decoder
+        with open_store(own_store, sha256) as store, Workers(os.cpu_count() or 1) as workers:
+            self.workers = workers
             session = ModelSession(model_path, info=store.model_info(), sha256=sha256)
             store.remember_model(session.info)
             self.store, self.session = store, session
@@ -230,7 +230,9 @@ class Watcher:
             return
         done: list[Result] = []
         batch_size = self.settings.batch_size
-        for result in classify(ready, self.session, self.threshold, batch_size, self.decoder):
+        tiles = self.settings.report is not None
+        results = classify(ready, self.session, self.threshold, batch_size, self.workers, tiles)
+        for result in results:
             landing = self.pending.get(result.path)
             if landing is None or landing.stamp != result.stamp:
                 continue  # changed while it was being read: it will settle again
