@@ -39,6 +39,18 @@ def test_idc_model_separates_the_sample_patients(tmp_path: Path) -> None:
     assert metrics["balanced_accuracy"] > 0.72  # 0.780
 
 
+def test_skin_model_separates_the_sample_lesions(tmp_path: Path) -> None:
+    """60 lesions of the skin model's test split: never trained on, threshold not chosen on."""
+    samples = ROOT / "assets" / "samples" / "skin"
+    args = ["scan", str(samples), "--model", "skin", "--json", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0
+    metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    assert metrics["n"] == 60
+    assert metrics["roc_auc"] > 0.75  # 0.819 for the model of 2026-11-22
+    assert metrics["balanced_accuracy"] > 0.65  # 0.717
+
+
 @pytest.mark.skipif(not SHARED_IDC.is_dir(), reason="../shared/data is not here")
 def test_scan_of_a_real_patient_folder_agrees_across_outputs(tmp_path: Path) -> None:
     patient = SHARED_IDC / "9041"

@@ -37,3 +37,16 @@ def test_roc_curve_ends_and_threshold_rule() -> None:
     fpr, tpr, _ = metrics.roc_curve(truth, scores)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0, 0, 1, 1)
     assert metrics.balanced_accuracy_threshold(truth, scores) == pytest.approx(0.8)
+
+
+def test_f1_threshold_is_the_best_of_every_cut() -> None:
+    rng = np.random.default_rng(4)
+    truth = rng.random(300) < 0.2
+    scores = np.round(np.where(truth, rng.beta(4, 2, 300), rng.beta(2, 4, 300)), 2)  # with ties
+    best = metrics.f1_threshold(truth, scores)
+
+    def f1_at(cut: float) -> float:
+        return metrics.summarize(truth, scores >= cut)["f1"] or 0.0
+
+    assert f1_at(best) == pytest.approx(max(f1_at(cut) for cut in np.unique(scores)))
+    assert f1_at(best) > f1_at(metrics.balanced_accuracy_threshold(truth, scores)) - 1e-12

@@ -91,6 +91,20 @@ def balanced_accuracy_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
     return float(min(thresholds[best], 1.0))
 
 
+def f1_threshold(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The threshold that maximises the positive class's F1 on these scores.
+
+    F1 = 2 TP / (2 TP + FP + FN) = 2 TP / (TP + FP + P), read off the same cumulative counts as
+    the ROC curve.
+    """
+    fpr, tpr, thresholds = roc_curve(truth, scores)
+    positives = int(np.asarray(truth, dtype=bool).sum())
+    negatives = len(truth) - positives
+    tp, fp = tpr[1:] * positives, fpr[1:] * negatives
+    f1 = 2 * tp / np.maximum(tp + fp + positives, 1)
+    return float(min(thresholds[1 + int(np.argmax(f1))], 1.0))
+
+
 def _average_ranks(values: np.ndarray) -> np.ndarray:
     order = np.argsort(values, kind="mergesort")
     sorted_values = values[order]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from patchscan_train import pretrained
+
 
 def idc_cnn(size: tuple[int, int]) -> keras.Model:
     """A CNN for 50x50 H&E patches, co-designed with the scan's speed budget (issue 6).
@@ -26,24 +28,31 @@ def idc_cnn(size: tuple[int, int]) -> keras.Model:
     return keras.Model(inputs, outputs, name="idc_cnn")
 
 
-def skin_cnn(
-    size: tuple[int, int], widths: tuple[int, ...] = (32, 64, 96, 128, 192)
-) -> keras.Model:
-    """A plain VGG-style CNN for dermoscopy photos downsampled to `size`.
+# The first EfficientNet-Lite0 block the skin model retrains: the last stage (blocks 11-15) and
+# the 1x1 head. Everything before it keeps its ImageNet weights.
+SKIN_FIRST_TRAINED_BLOCK = 11
 
-    Each block: 3x3 conv, batch norm, ReLU, 2x2 max-pool; the last block's features are averaged,
-    so the model does not learn where in the photo things sit.
+
+def skin_efficientnet(size: tuple[int, int]) -> keras.Model:
+    """ImageNet EfficientNet-Lite0 (pretrained.py) with its last stage fine-tuned for dermoscopy.
+
+    Trained from scratch on 11k photos, a CNN learns the collection's look (camera, lighting)
+    more than lesions: 0.78 ROC AUC on unseen lesions. Frozen ImageNet features reach 0.85;
+    retraining the last stage's convolutions on top adapts the high-level features while the
+    generic low-level ones stay as they are, and costs a third of a full fine-tune per step on a
+    CPU (no gradients below block 11). Batch norms stay frozen: their ImageNet statistics are
+    better than those of small batches.
     """
-    inputs = keras.Input((size[1], size[0], 3), name="image")
-    x = inputs
-    for index, width in enumerate(widths):
-        x = _conv(x, width, strides=1, name=f"conv{index}")
-        if index < len(widths) - 1:
-            x = layers.MaxPooling2D(2, name=f"pool{index}")(x)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    backbone = pretrained.efficientnet_lite0(size)
+    first = backbone.get_layer(f"_blocks.{SKIN_FIRST_TRAINED_BLOCK}._expand_conv")
+    trained = False
+    for layer in backbone.layers:
+        trained = trained or layer is first
+        layer.trainable = trained and not isinstance(layer, layers.BatchNormalization)
+    x = layers.GlobalAveragePooling2D(name="gap")(backbone.output)
     x = layers.Dropout(0.3, name="dropout")(x)
     outputs = layers.Dense(1, activation="sigmoid", name="probability")(x)
-    return keras.Model(inputs, outputs, name="skin_cnn")
+    return keras.Model(backbone.input, outputs, name="skin_efficientnet_lite0")
 
 
 def _conv(x: keras.KerasTensor, width: int, strides: int, name: str) -> keras.KerasTensor:
