@@ -78,3 +78,15 @@ def test_scan_of_a_real_patient_folder_agrees_across_outputs(tmp_path: Path) -> 
     assert report["metrics"]["n"] == len(rows)
     html = out["html"].read_text()
     assert f"<b>{report['counts']['IDC']:,}</b>" in html and report["model"]["sha256"] in html
+
+
+@pytest.mark.parametrize("name", sorted(bundled_models()))
+def test_metadata_read_without_onnxruntime_matches_onnxruntimes(name: str) -> None:
+    import onnxruntime as ort
+
+    from patchscan.model import METADATA_KEY, read_info
+
+    path = bundled_models()[name]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = json.loads(session.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    assert read_info(path).to_metadata() == expected

@@ -107,17 +107,76 @@ def file_sha256(path: Path) -> str:
 
 
 def read_info(path: Path) -> ModelInfo:
-    """Read a model's metadata without building a session (cheap: `patchscan models`)."""
-    import onnxruntime as ort
+    """A model's metadata, read from the file without onnxruntime.
 
-    return _info_from_session(_new_session(path, ort.SessionOptions()), path)
+    The scan's main process only keeps the books; loading onnxruntime there just to read a few
+    strings would cost ~50 MB of memory on top of the workers' own sessions.
+    """
+    try:
+        props = _metadata_props(path.read_bytes())
+    except (IndexError, ValueError):
+        raise ModelError(f"{path}: not a loadable ONNX model (not an ONNX protobuf)") from None
+    return _info_from_props(props, path)
+
+
+def _metadata_props(data: bytes) -> dict[str, str]:
+    """ModelProto.metadata_props (field 14: key = 1, value = 2) from the top-level fields."""
+    props: dict[str, str] = {}
+    position = 0
+    while position < len(data):
+        field, wire, position = _tag(data, position)
+        if wire == 0:
+            _, position = _varint(data, position)
+        elif wire == 1 or wire == 5:
+            position += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, position = _varint(data, position)
+            body, position = data[position : position + length], position + length
+            if len(body) != length:
+                raise ValueError("truncated")
+            if field == 14:
+                entry = _strings(body)
+                props[entry.get(1, "")] = entry.get(2, "")
+        else:
+            raise ValueError(f"wire type {wire}")
+    return props
+
+
+def _strings(data: bytes) -> dict[int, str]:
+    """The length-delimited fields of a small message, as text by field number."""
+    fields, position = {}, 0
+    while position < len(data):
+        field, wire, position = _tag(data, position)
+        if wire != 2:
+            raise ValueError(f"wire type {wire} in a string entry")
+        length, position = _varint(data, position)
+        fields[field] = data[position : position + length].decode("utf-8")
+        position += length
+    return fields
+
+
+def _tag(data: bytes, position: int) -> tuple[int, int, int]:
+    key, position = _varint(data, position)
+    return key >> 3, key & 7, position
+
+
+def _varint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return value, position
+        shift += 7
 
 
 class ModelSession:
-    """One onnxruntime CPU session per run, started only when there is something to classify.
+    """One onnxruntime CPU session, started only when there is something to classify.
 
-    Given `info` (remembered by the result store for this sha256), a run whose results are all
-    known never imports onnxruntime at all.
+    The metadata is read from the file (or given, as the result store remembers it), so a
+    process that never classifies — the scan's main process, a fully known rescan — never
+    imports onnxruntime at all.
     """
 
     def __init__(
@@ -127,7 +186,7 @@ class ModelSession:
         self.sha256 = sha256 or file_sha256(path)
         self._threads = threads
         self._session: Any = None
-        self.info = info if info is not None else self._start()
+        self.info = info if info is not None else read_info(path)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """P(positive class) for a float32 batch (N, H, W, 3) in [0, 1]."""
@@ -136,7 +195,7 @@ class ModelSession:
         (output,) = self._session.run(None, {self._input: batch})
         return np.asarray(output, dtype=np.float32).reshape(len(batch))
 
-    def _start(self) -> ModelInfo:
+    def _start(self) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -147,7 +206,6 @@ class ModelSession:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = _new_session(self.path, options)
         self._input = self._session.get_inputs()[0].name
-        return _info_from_session(self._session, self.path)
 
 
 def _new_session(path: Path, options: Any) -> Any:
@@ -161,8 +219,7 @@ def _new_session(path: Path, options: Any) -> Any:
         ) from None
 
 
-def _info_from_session(session: Any, path: Path) -> ModelInfo:
-    props = session.get_modelmeta().custom_metadata_map
+def _info_from_props(props: dict[str, str], path: Path) -> ModelInfo:
     if METADATA_KEY not in props:
         raise ModelError(f"{path}: ONNX file has no '{METADATA_KEY}' metadata")
     try:
