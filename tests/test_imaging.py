@@ -62,6 +62,11 @@ def pil_pixels(path: Path) -> np.ndarray:
         return np.asarray(to_rgb(image))
 
 
+def plain_png(path: Path) -> Image.Image | None:
+    with open(path, "rb") as handle:
+        return _plain_png(handle)
+
+
 @pytest.mark.parametrize("kind", ["rgb", "rgba", "palette", "grey", "two idat"])
 def test_plain_png_fast_path_gives_pil_pixels(tmp_path: Path, kind: str) -> None:
     rgb = (np.random.default_rng(2).random((37, 50, 3)) * 255).astype(np.uint8)
@@ -79,14 +84,14 @@ def test_plain_png_fast_path_gives_pil_pixels(tmp_path: Path, kind: str) -> None
         ImageFile.MAXBLOCK = saved
         assert path.read_bytes().count(b"IDAT") > 1
     assert (load_rgb(path, (50, 37)) == pil_pixels(path)).all()
-    fast = _plain_png(path) is not None
+    fast = plain_png(path) is not None
     assert fast == (kind in ("rgb", "rgba", "two idat"))  # the others take the general path
 
     if kind == "rgb":  # the same header marked interlaced (Adam7) is not for the fast path
         data = bytearray(path.read_bytes())
         data[data.index(b"IHDR") + 16] = 1
         path.write_bytes(bytes(data))
-        assert _plain_png(path) is None
+        assert plain_png(path) is None
 
 
 def test_a_plain_png_with_corrupt_image_data_gets_pils_reason(tmp_path: Path) -> None:

@@ -52,24 +52,11 @@ def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
             metavar="idc|skin|FILE.onnx",
             help="A bundled model, or an .onnx file with patchscan metadata.",
         ),
-        click.option(
-            "--csv",
-            "csv_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="CSV, one row per image ('-' or no output option at all: stdout, scan only).",
+        _output(
+            "csv", "CSV, one row per image ('-' or no output option at all: stdout, scan only)."
         ),
-        click.option(
-            "--json",
-            "json_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="JSON summary: counts, groups, errors, metrics, provenance.",
-        ),
-        click.option(
-            "--report",
-            "report_path",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help="Self-contained HTML report.",
-        ),
+        _output("json", "JSON summary: counts, groups, errors, metrics, provenance."),
+        _output("report", "Self-contained HTML report."),
         click.option(
             "--threshold",
             type=click.FloatRange(0, 1),
@@ -80,6 +67,13 @@ def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def _output(kind: str, help: str) -> Callable[..., Any]:
+    """--csv / --json / --report FILE, passed to the command as csv_path / json_path / ..."""
+    return click.option(
+        f"--{kind}", f"{kind}_path", type=click.Path(dir_okay=False, path_type=Path), help=help
+    )
 
 
 def _seconds(name: str, help: str, default: float | None = None) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ import os
 import struct
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -33,7 +34,8 @@ def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
     try:
         if os.path.getsize(path) == 0:
             raise ImageError("empty file (0 bytes)")
-        rgb = _plain_png(path) or _decode(path, size)
+        with open(path, "rb") as handle:
+            rgb = _plain_png(handle) or _decode(handle, size)
     except ImageError:
         raise
     except UnidentifiedImageError:
@@ -45,17 +47,18 @@ def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(rgb, dtype=np.uint8)
 
 
-def _decode(path: Path, size: tuple[int, int]) -> Image.Image:
+def _decode(handle: BinaryIO, size: tuple[int, int]) -> Image.Image:
+    handle.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL's own warnings (EXIF, palette) are not errors
-        with Image.open(path) as image:
+        with Image.open(handle) as image:
             _refuse_bombs(image)
             image.draft("RGB", size)  # JPEG: decode at reduced scale when much larger
             image.load()
             return to_rgb(image)
 
 
-def _plain_png(path: Path) -> Image.Image | None:
+def _plain_png(handle: BinaryIO) -> Image.Image | None:
     """Decode an 8-bit RGB or RGBA, non-interlaced PNG (every slide patch we have met) with
     PIL's own inflate-and-unfilter decoder, skipping PIL's chunk-by-chunk parsing in Python,
     which costs twice the decoding itself on a 50x50 patch. The pixels are PIL's, bit for bit.
@@ -63,10 +66,9 @@ def _plain_png(path: Path) -> Image.Image | None:
     Anything else, or anything odd about the file, returns None: the general path decodes it
     or says exactly what is wrong with it.
     """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if not data.startswith(_PNG_SIGNATURE):
-        return None
+    if handle.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+        return None  # a JPEG, TIFF...: only its signature was read
+    data = _PNG_SIGNATURE + handle.read()
     header, pieces, kind, position = None, [], b"", len(_PNG_SIGNATURE)
     while position + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)

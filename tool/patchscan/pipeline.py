@@ -142,7 +142,8 @@ def _classify_ahead(
     chunk_size: int,
     window: int,
 ) -> Iterator[Result | tuple[Candidate, _Classified]]:
-    """Known Results and (image, answer) pairs in job order, with at most `window` chunks in flight per worker."""
+    """Known Results and (image, answer) pairs in job order, with at most `window` chunks in
+    flight per worker."""
     pending: collections.deque[_Pending] = collections.deque()
     chunk: list[Candidate] = []
     limit = window * workers.workers

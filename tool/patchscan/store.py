@@ -156,10 +156,9 @@ class ResultStore:
 
     def remember_scan(self, fingerprint: str, outputs: tuple[Path, ...], tally: Tally) -> None:
         """Record a complete scan: what it was a scan of, and its outputs' stamps as written."""
-        stamps = [[os.path.abspath(p), *(stamp_of(p) or ())] for p in outputs]
         self._db.execute(
             "INSERT OR REPLACE INTO last_scan VALUES (0, ?, ?, ?)",
-            (fingerprint, json.dumps(stamps), json.dumps(tally)),
+            (fingerprint, json.dumps(_stamps(outputs)), json.dumps(tally)),
         )
         self._db.commit()
 
@@ -169,8 +168,7 @@ class ResultStore:
         row = self._db.execute("SELECT fingerprint, outputs, tally FROM last_scan").fetchone()
         if row is None:
             return None
-        stamps = [[os.path.abspath(p), *(stamp_of(p) or ())] for p in outputs]
-        if json.loads(row[1]) != stamps:
+        if json.loads(row[1]) != _stamps(outputs):
             return None
         return row[0], json.loads(row[2])
 
@@ -184,6 +182,11 @@ class ResultStore:
         )
         for path, *row, size, mtime_ns in rows:
             yield _result(Path(path), tuple(row), info, threshold, (size, mtime_ns))
+
+
+def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:
+    """Each output's absolute path with its (size, mtime_ns), as JSON-ready lists."""
+    return [[os.path.abspath(p), *(stamp_of(p) or ())] for p in outputs]
 
 
 def _result(
