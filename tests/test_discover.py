@@ -1,7 +1,9 @@
 import os
 from pathlib import Path
 
-from patchscan.discover import discover
+import pytest
+
+from patchscan.discover import discover, is_image_name
 
 
 def test_recursive_sorted_hidden_skipped_no_loops(tmp_path: Path) -> None:
@@ -45,3 +47,21 @@ def test_file_arguments_are_taken_as_given(tmp_path: Path) -> None:
         ("one.png", None),
         ("two.txt", "not an image name"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("name", "image"),
+    [
+        ("a.png", True),
+        ("B.JPEG", True),
+        ("c.tif", True),
+        (".png", False),  # a hidden file, not a nameless PNG
+        (".a.png", False),
+        ("~a.png", False),
+        ("a.png.part", False),
+        ("a.gif", False),
+        ("png", False),
+    ],
+)
+def test_image_names(name: str, image: bool) -> None:
+    assert is_image_name(Path(name)) is image

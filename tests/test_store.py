@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,6 +177,24 @@ def test_nothing_changed_leaves_the_outputs_alone_and_says_so(
     assert stamps(*outputs) == before
     assert "20 files:" in result.stderr
     assert f"unchanged since the last scan: {outputs[0]}" in result.stderr
+
+
+def test_an_unchanged_rescan_loads_nothing_heavy(
+    patches: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """The whole command, in a fresh interpreter as a user runs it: start-up counts."""
+    args = ["scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv")]
+    probe = (
+        "import sys; from patchscan.cli import main\n"
+        "try: main(sys.argv[1:])\n"
+        "except SystemExit as end: assert end.code == 0, end.code\n"
+        "print(sorted({'numpy', 'PIL', 'onnxruntime', 'rich'} & set(sys.modules)))"
+    )
+    run = [sys.executable, "-c", probe, *args, "--quiet"]
+    first = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert first.stdout.split("\n")[-2] == "['PIL', 'numpy']"  # a scan that did work
+    second = subprocess.run(run, capture_output=True, text=True, check=True)
+    assert second.stdout.split("\n")[-2] == "[]"
 
 
 @pytest.mark.parametrize(

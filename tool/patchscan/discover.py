@@ -11,6 +11,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"})
+NOT_AN_IMAGE = "not an image name"
 
 
 Stamp = tuple[int, int]  # (size, mtime_ns): a file whose stamp is unchanged is not re-read
@@ -27,11 +28,26 @@ class Candidate:
 
 def is_image_name(path: Path) -> bool:
     """Hidden files and `~` temporaries (editors, copy tools) are never images to classify."""
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith((".", "~"))
+    return _is_image_name(path.name)
+
+
+def _is_image_name(name: str) -> bool:
+    dot = name.rfind(".")
+    return dot > 0 and name[dot:].lower() in IMAGE_SUFFIXES and not name.startswith((".", "~"))
+
+
+Found = tuple[str, str | None, Stamp | None]  # a file met on the walk: path, skip reason, stamp
 
 
 def discover(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> Iterator[Candidate]:
-    """Yield every file under `roots` in sorted order, depth first.
+    """Yield every file under `roots` in sorted order, depth first (see walk)."""
+    for path, skip, stamp in walk(roots, exclude):
+        yield Candidate(Path(path), skip, stamp)
+
+
+def walk(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> Iterator[Found]:
+    """Every file under `roots` in sorted order, depth first, as plain strings and tuples: a
+    rescan that only checks whether anything changed builds no Path for 100k files.
 
     Files given by name are taken as they are. Inside folders, hidden entries are skipped
     silently, non-image files are yielded with a skip reason, and a folder reached twice (a
@@ -41,22 +57,22 @@ def discover(roots: Iterable[Path], exclude: frozenset[Path] = frozenset()) -> I
     excluded_names = frozenset(path.name for path in exclude)
     for root in roots:
         if root.is_dir():
-            yield from _walk(root, seen, exclude, excluded_names)
+            yield from _walk(str(root), seen, exclude, excluded_names)
         elif Path(os.path.realpath(root)) not in exclude:
             if is_image_name(root):
-                yield Candidate(root, stamp=stamp_of(root))
+                yield str(root), None, stamp_of(root)
             else:
-                yield Candidate(root, "not an image name")
+                yield str(root), NOT_AN_IMAGE, None
 
 
 def _walk(
-    folder: Path,
+    folder: str,
     seen: set[tuple[int, int]],
     exclude: frozenset[Path],
     excluded_names: frozenset[str],
-) -> Iterator[Candidate]:
+) -> Iterator[Found]:
     try:
-        info = folder.stat()
+        info = os.stat(folder)
         key = (info.st_dev, info.st_ino)
         if key in seen:
             log.debug("%s: already walked (symlink loop or duplicate), skipped", folder)
@@ -67,17 +83,17 @@ def _walk(
         log.warning("%s: cannot list folder: %s", folder, exc.strerror or exc)
         return
     for entry in entries:
-        if entry.name.startswith("."):
+        name = entry.name
+        if name.startswith("."):
             continue
-        path = Path(entry.path)
         if _is_dir(entry):
-            yield from _walk(path, seen, exclude, excluded_names)
-        elif entry.name in excluded_names and Path(os.path.realpath(path)) in exclude:
+            yield from _walk(entry.path, seen, exclude, excluded_names)
+        elif name in excluded_names and Path(os.path.realpath(entry.path)) in exclude:
             continue  # (realpath only for a matching name: it costs more than the rest)
-        elif is_image_name(path):
-            yield Candidate(path, stamp=stamp_of(entry))
+        elif _is_image_name(name):
+            yield entry.path, None, stamp_of(entry)
         else:
-            yield Candidate(path, "not an image name")
+            yield entry.path, NOT_AN_IMAGE, None
 
 
 def stamp_of(file: Path | os.DirEntry[str]) -> Stamp | None:

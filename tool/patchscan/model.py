@@ -11,12 +11,13 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from patchscan.errors import ModelError, UsageError
 from patchscan.resources import bundled_models_dir
+
+if TYPE_CHECKING:
+    import numpy as np
 
 METADATA_KEY = "patchscan"
 
@@ -193,7 +194,7 @@ class ModelSession:
         if self._session is None:
             self._start()
         (output,) = self._session.run(None, {self._input: batch})
-        return np.asarray(output, dtype=np.float32).reshape(len(batch))
+        return output.reshape(len(batch)).astype("float32", copy=False)
 
     def _start(self) -> None:
         import onnxruntime as ort

@@ -6,7 +6,9 @@ would stay bound to one core by the GIL, and a worker that also classifies sends
 probability per image instead of its pixels. Chunks run a bounded window ahead, so memory stays
 flat however many files there are; a file that fails becomes an error Result and the run goes on.
 Results already known (from the result store) pass straight through, keeping their place in
-the order. The main process never starts onnxruntime for a scan: it only keeps the books.
+the order. The main process never starts onnxruntime for a scan: it only keeps the books, and
+loads nothing of the workers' side (worker.py: numpy, PIL, onnxruntime) until it has an image to
+classify, so a rescan that finds everything known starts fast.
 """
 
 from __future__ import annotations
@@ -19,15 +21,14 @@ from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from patchscan.discover import Candidate, Stamp
-from patchscan.errors import ImageError
-from patchscan.imaging import load_rgb, to_model_input
 from patchscan.model import ModelInfo, ModelSession
-from patchscan.naming import NameInfo, parse_name
+from patchscan.naming import NameInfo
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Result:
 
 
 @dataclass(frozen=True)
-class _Classified:
+class Classified:
     """A worker's answer for one image: its probability, or why there is none."""
 
     name: NameInfo
@@ -61,7 +62,7 @@ class _Classified:
 
 
 @dataclass(frozen=True)
-class _Model:
+class ModelFile:
     """What a worker needs to classify with the run's model (a session is not picklable)."""
 
     path: Path
@@ -81,14 +82,16 @@ class Workers:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Candidate], model: _Model) -> Future[list[_Classified]]:
+    def submit(self, chunk: list[Candidate], model: ModelFile) -> Future[list[Classified]]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
                 initializer=_ignore_ctrl_c,
             )
-        return self._pool.submit(_classify_chunk, chunk, model)
+        from patchscan.worker import classify_chunk  # the workers' side: numpy, PIL, onnxruntime
+
+        return self._pool.submit(classify_chunk, chunk, model)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -114,7 +117,7 @@ def classify(
 
     `batch_size` images go to a worker at a time, as one onnxruntime batch.
     """
-    model = _Model(session.path, session.sha256, session.info, tiles)
+    model = ModelFile(session.path, session.sha256, session.info, tiles)
     for item in _classify_ahead(jobs, model, workers, batch_size, window=4):
         if isinstance(item, Result):
             yield item
@@ -132,16 +135,16 @@ def classify(
         )
 
 
-_Pending = tuple[list[Candidate], Future[list[_Classified]]] | Result
+_Pending = tuple[list[Candidate], Future[list[Classified]]] | Result
 
 
 def _classify_ahead(
     jobs: Iterable[Candidate | Result],
-    model: _Model,
+    model: ModelFile,
     workers: Workers,
     chunk_size: int,
     window: int,
-) -> Iterator[Result | tuple[Candidate, _Classified]]:
+) -> Iterator[Result | tuple[Candidate, Classified]]:
     """Known Results and (image, answer) pairs in job order, with at most `window` chunks in
     flight per worker."""
     pending: collections.deque[_Pending] = collections.deque()
@@ -174,7 +177,7 @@ def _classify_ahead(
                 item[1].cancel()
 
 
-def _take(pending: collections.deque[_Pending]) -> Iterator[Result | tuple[Candidate, _Classified]]:
+def _take(pending: collections.deque[_Pending]) -> Iterator[Result | tuple[Candidate, Classified]]:
     head = pending.popleft()
     if isinstance(head, Result):
         yield head
@@ -186,42 +189,3 @@ def _take(pending: collections.deque[_Pending]) -> Iterator[Result | tuple[Candi
 def _ignore_ctrl_c() -> None:
     """Workers leave Ctrl-C to the main process, which stops them after saving."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-_sessions: dict[str, ModelSession] = {}  # in a worker: one session per model it has met
-
-
-def _classify_chunk(chunk: list[Candidate], model: _Model) -> list[_Classified]:
-    session = _sessions.get(model.sha256)
-    if session is None:
-        session = _sessions[model.sha256] = ModelSession(
-            model.path, threads=1, info=model.info, sha256=model.sha256
-        )
-    decoded = [_decode(image.path, model) for image in chunk]
-    good = [pixels for _, pixels, _ in decoded if pixels is not None]
-    probabilities: Iterator[float] = iter(())
-    if good:
-        probabilities = iter(session.predict(to_model_input(np.stack(good))).tolist())
-    answers = []
-    for name, pixels, error in decoded:
-        if pixels is None:
-            answers.append(_Classified(name, None, None, error))
-        else:
-            tile = _tile(pixels) if model.tiles and name.x is not None else None
-            answers.append(_Classified(name, next(probabilities), tile, ""))
-    return answers
-
-
-def _decode(path: Path, model: _Model) -> tuple[NameInfo, np.ndarray | None, str]:
-    name = parse_name(path, model.info.classes)
-    try:
-        return name, load_rgb(path, model.info.input_size), ""
-    except ImageError as exc:
-        return name, None, str(exc)
-
-
-def _tile(pixels: np.ndarray) -> np.ndarray:
-    """An owned copy: an array viewing a PIL image keeps the image's whole memory block alive
-    (about 100 KB per tile here, 1.5 GB at 100k patches)."""
-    small = Image.fromarray(pixels).resize((TILE, TILE), Image.Resampling.BOX)
-    return np.frombuffer(small.tobytes(), np.uint8).reshape(TILE, TILE, 3)

@@ -19,18 +19,18 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patchscan import __version__
-from patchscan.discover import Candidate, discover
+from patchscan.discover import Candidate, Found, walk
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo, ModelSession, file_sha256, resolve_model
 from patchscan.pipeline import Result, Workers, classify
 from patchscan.report.csv_writer import open_csv
-from patchscan.report.html_writer import write_html
-from patchscan.report.json_writer import write_json
-from patchscan.report.summary import Provenance, Summary
 from patchscan.store import ResultStore, Tally, open_store, store_files, store_path
+
+if TYPE_CHECKING:
+    from patchscan.report.summary import Summary
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,21 @@ def _scan(
         last = _unchanged_since_last_scan(settings, store, walked)
         if last is not None:
             return ScanOutcome(last["counts"], last["errors"], unchanged=True)
+    return _classify_and_write(settings, command_line, on_result, session, store, threshold)
+
+
+def _classify_and_write(
+    settings: ScanSettings,
+    command_line: str,
+    on_result: Callable[[Result], None],
+    session: ModelSession,
+    store: ResultStore | None,
+    threshold: float,
+) -> ScanOutcome:
+    # Imported only now (they bring numpy and PIL): an unchanged rescan never needs them.
+    from patchscan.report.html_writer import write_html
+    from patchscan.report.json_writer import write_json
+
     summary = new_summary(session, threshold, command_line, settings)
     fingerprint = _Fingerprint(settings, session.sha256, threshold)
     interrupted = False
@@ -155,8 +170,9 @@ class _Fingerprint:
             json.dumps([__version__, model_sha256, threshold, given]).encode()
         )
 
-    def see(self, candidate: Candidate) -> None:
-        self._hash.update(f"{candidate.path}\0{candidate.skip}\0{candidate.stamp}\n".encode())
+    def see(self, found: Found) -> None:
+        path, skip, stamp = found
+        self._hash.update(f"{path}\0{skip}\0{stamp}\n".encode())
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
@@ -170,8 +186,8 @@ def _unchanged_since_last_scan(
     last = store.last_scan(settings.outputs)
     if last is None:
         return None
-    for candidate in discover(settings.paths, exclude=_own_files(settings, store.path)):
-        walked.see(candidate)
+    for found in walk(settings.paths, exclude=_own_files(settings, store.path)):
+        walked.see(found)
     return last[1] if walked.hexdigest() == last[0] else None
 
 
@@ -179,6 +195,8 @@ def new_summary(
     session: ModelSession, threshold: float, command_line: str, settings: Any
 ) -> Summary:
     """An empty summary whose provenance records `settings` (a scan's or a watch's)."""
+    from patchscan.report.summary import Provenance, Summary
+
     provenance = Provenance(
         tool_version=__version__,
         model=session.info,
@@ -248,12 +266,13 @@ def _images(
     settings: ScanSettings, summary: Summary, store: Path | None, fingerprint: _Fingerprint
 ) -> Iterator[Candidate]:
     """Images to classify; our own outputs and result store are never taken for input."""
-    for candidate in discover(settings.paths, exclude=_own_files(settings, store)):
-        fingerprint.see(candidate)
-        if candidate.skip:
-            summary.add_skipped(candidate.skip)
+    for found in walk(settings.paths, exclude=_own_files(settings, store)):
+        fingerprint.see(found)
+        path, skip, stamp = found
+        if skip:
+            summary.add_skipped(skip)
         else:
-            yield candidate
+            yield Candidate(Path(path), stamp=stamp)
 
 
 def _own_files(settings: ScanSettings, store: Path | None) -> frozenset[Path]:

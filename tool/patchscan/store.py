@@ -14,15 +14,16 @@ import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from patchscan.discover import Candidate, stamp_of
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo
 from patchscan.naming import parse_name
 from patchscan.pipeline import TILE, Result
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SUFFIX = ".patchscan.db"
 _SCHEMA_VERSION = 1
@@ -200,9 +201,15 @@ def _result(
     name = parse_name(path, info.classes)
     if probability is None:
         return Result(path, name, error=error or "unknown error", stamp=stamp, known=True)
-    pixels = None if tile is None else np.frombuffer(tile, np.uint8).reshape(TILE, TILE, 3)
+    pixels = None if tile is None else _tile_pixels(tile)
     label = info.label(probability, threshold)
     return Result(path, name, probability, label, tile=pixels, stamp=stamp, known=True)
+
+
+def _tile_pixels(blob: bytes) -> np.ndarray:
+    import numpy as np  # here: the unchanged-folder check opens the store without numpy
+
+    return np.frombuffer(blob, np.uint8).reshape(TILE, TILE, 3)
 
 
 @contextlib.contextmanager

@@ -17,25 +17,26 @@ from patchscan.pipeline import Result
 COLUMNS = ("path", "status", "probability", "label", "error", "group", "x", "y", "truth")
 
 
-def row(result: Result) -> dict[str, str]:
+def row(result: Result) -> tuple[str, ...]:
+    """The values in COLUMNS order (a plain csv.writer row: a third of DictWriter's cost)."""
     name = result.name
-    return {
-        "path": str(result.path),
-        "status": "ok" if result.ok else "error",
-        "probability": "" if result.probability is None else f"{result.probability:.6f}",
-        "label": result.label,
-        "error": result.error,
-        "group": name.group,
-        "x": "" if name.x is None else str(name.x),
-        "y": "" if name.y is None else str(name.y),
-        "truth": name.truth or "",
-    }
+    return (
+        str(result.path),
+        "ok" if result.ok else "error",
+        "" if result.probability is None else f"{result.probability:.6f}",
+        result.label,
+        result.error,
+        name.group,
+        "" if name.x is None else str(name.x),
+        "" if name.y is None else str(name.y),
+        name.truth or "",
+    )
 
 
 class CsvWriter:
     def __init__(self, handle: IO[str]) -> None:
-        self._writer = csv.DictWriter(handle, COLUMNS, lineterminator="\n")
-        self._writer.writeheader()
+        self._writer = csv.writer(handle, lineterminator="\n")
+        self._writer.writerow(COLUMNS)
         self._handle = handle
 
     def write(self, result: Result) -> None:
@@ -56,9 +57,7 @@ def open_csv(path: Path | None) -> Iterator[CsvWriter]:
 def append_rows(path: Path, results: Iterable[Result]) -> None:
     """Append rows to an existing CSV in one write(), so a crash never leaves half a row."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, COLUMNS, lineterminator="\n")
-    for result in results:
-        writer.writerow(row(result))
+    csv.writer(buffer, lineterminator="\n").writerows(row(result) for result in results)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         os.write(fd, buffer.getvalue().encode("utf-8"))

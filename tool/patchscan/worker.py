@@ -1,0 +1,58 @@
+"""The workers' side of the pipeline: read, decode and classify one chunk of images.
+
+Runs in the worker processes (pipeline.Workers), each with a single-threaded onnxruntime
+session of its own per model, kept for the worker's life.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from patchscan.discover import Candidate
+from patchscan.errors import ImageError
+from patchscan.imaging import load_rgb, to_model_input
+from patchscan.model import ModelSession
+from patchscan.naming import NameInfo, parse_name
+from patchscan.pipeline import TILE, Classified, ModelFile
+
+_sessions: dict[str, ModelSession] = {}  # in a worker: one session per model it has met
+
+
+def classify_chunk(chunk: list[Candidate], model: ModelFile) -> list[Classified]:
+    session = _sessions.get(model.sha256)
+    if session is None:
+        session = _sessions[model.sha256] = ModelSession(
+            model.path, threads=1, info=model.info, sha256=model.sha256
+        )
+    decoded = [_decode(image.path, model) for image in chunk]
+    good = [pixels for _, pixels, _ in decoded if pixels is not None]
+    probabilities: Iterator[float] = iter(())
+    if good:
+        probabilities = iter(session.predict(to_model_input(np.stack(good))).tolist())
+    answers = []
+    for name, pixels, error in decoded:
+        if pixels is None:
+            answers.append(Classified(name, None, None, error))
+        else:
+            tile = _tile(pixels) if model.tiles and name.x is not None else None
+            answers.append(Classified(name, next(probabilities), tile, ""))
+    return answers
+
+
+def _decode(path: Path, model: ModelFile) -> tuple[NameInfo, np.ndarray | None, str]:
+    name = parse_name(path, model.info.classes)
+    try:
+        return name, load_rgb(path, model.info.input_size), ""
+    except ImageError as exc:
+        return name, None, str(exc)
+
+
+def _tile(pixels: np.ndarray) -> np.ndarray:
+    """An owned copy: an array viewing a PIL image keeps the image's whole memory block alive
+    (about 100 KB per tile here, 1.5 GB at 100k patches)."""
+    small = Image.fromarray(pixels).resize((TILE, TILE), Image.Resampling.BOX)
+    return np.frombuffer(small.tobytes(), np.uint8).reshape(TILE, TILE, 3)
