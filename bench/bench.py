@@ -21,12 +21,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from patchscan.imaging import load_rgb
+from patchscan.imaging import load_rgb, to_model_input
+from patchscan.model import ModelSession, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 IDC = ROOT.parent / "shared" / "data" / "idc"
@@ -56,11 +58,15 @@ def main() -> int:
         rows.append(
             ("   patchscan's own decode, all cores", rate(len(files), own), f"{floor / own:.2f}x")
         )
-        scan, scan_rss = run_measured(
+        scan = run_measured(
             [*PATCHSCAN, "scan", str(args.data), "--csv", str(work / "a.csv"), "-q"]
         )
         rows.append(
-            ("2. patchscan scan (CSV)", rate(len(files), scan), f"{floor / scan:.2f}x floor")
+            (
+                "2. patchscan scan (CSV)",
+                rate(len(files), scan.seconds),
+                f"{floor / scan.seconds:.2f}x floor",
+            )
         )
         seed = seed_style(files)
         if seed is not None:
@@ -68,34 +74,68 @@ def main() -> int:
                 (
                     "3. seed style: PIL → array → Keras predict",
                     rate(len(files), seed),
-                    f"scan is {seed / scan:.1f}x faster",
+                    f"scan is {seed / scan.seconds:.1f}x faster",
                 )
             )
-        rescan, _ = run_measured(
+        rescan = run_measured(
             [*PATCHSCAN, "scan", str(args.data), "--csv", str(work / "a.csv"), "-q"]
         )
         rows.append(
-            ("4. unchanged rescan", f"{rescan:.2f} s", f"{rescan / floor:.2f}x floor time")
+            (
+                "4. unchanged rescan",
+                f"{rescan.seconds:.2f} s",
+                f"{rescan.seconds / floor:.2f}x floor time",
+            )
         )
-        rows.append(("   peak RSS of the scan (2.)", f"{scan_rss:.0f} MB", ""))
+        rows.append(("   peak RSS of the scan (2.)", f"{scan.peak_mb:.0f} MB", ""))
         if not args.skip_memory:
             for count in (20_000, 100_000):
                 folder = repeated(files, count, work / f"m{count}")
-                seconds, rss = run_measured(
+                run = run_measured(
                     [*PATCHSCAN, "scan", str(folder), "--csv", str(work / f"m{count}.csv"), "-q"]
                 )
                 rows.append(
-                    (f"5. peak RSS, {count:,} files", f"{rss:.0f} MB", rate(count, seconds))
+                    (
+                        f"5. peak RSS, {count:,} files",
+                        f"{run.peak_mb:.0f} MB",
+                        rate(count, run.seconds),
+                    )
                 )
                 shutil.rmtree(folder)
         if not args.skip_watch:
             p50, p95, idle = watch_latency(files[:200], work)
             rows.append(("6. watch: landed → CSV row", f"p50 {p50:.2f} s", f"p95 {p95:.2f} s"))
             rows.append(("   watch: idle CPU", f"{idle:.2f}% of a core", ""))
+        rows += where_the_time_goes(files, scan)
     width = max(len(r[0]) for r in rows)
     for name, figure, ratio in rows:
         print(f"{name:<{width}}  {figure:>22}  {ratio}")
     return 0
+
+
+def where_the_time_goes(files: list[Path], scan: Measured) -> list[tuple[str, str, str]]:
+    """The scan's CPU per file, split by process, and the two worker stages timed alone on one
+    core (decode, then the model on batches of 64): a profile of row 2, not a guess."""
+    per_file = 1e6 / len(files)
+    sample = files[:: max(1, len(files) // 4000)]
+    session = ModelSession(resolve_model("idc"), threads=1)
+    started = time.process_time()
+    pixels = [load_rgb(path, session.info.input_size) for path in sample]
+    decode = time.process_time() - started
+    started = time.process_time()
+    for index in range(0, len(pixels), 64):
+        session.predict(to_model_input(np.stack(pixels[index : index + 64])))
+    model = time.process_time() - started
+    workers = scan.workers_cpu * per_file
+    stages = 1e6 * (decode + model) / len(sample)
+    return [
+        ("where the scan's CPU goes, per file", "", ""),
+        ("   main process: walk, books, CSV", f"{scan.main_cpu * per_file:.0f} µs", ""),
+        ("   workers, start-up included", f"{workers:.0f} µs", ""),
+        ("     decode (timed alone)", f"{1e6 * decode / len(sample):.0f} µs", ""),
+        ("     model, onnxruntime (timed alone)", f"{1e6 * model / len(sample):.0f} µs", ""),
+        ("     the rest: start-up, pickling, names", f"{workers - stages:.0f} µs", ""),
+    ]
 
 
 def timed(work: Callable[[], object]) -> float:
@@ -130,30 +170,44 @@ def decode_floor(
         assert sum(pool.map(decode, chunks)) == len(files)
 
 
-def run_measured(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of the whole process tree, sampled every 20 ms."""
+@dataclass
+class Measured:
+    seconds: float  # wall
+    peak_mb: float  # peak RSS of the whole process tree
+    main_cpu: float  # CPU seconds of the main process
+    workers_cpu: float  # CPU seconds of its children (the workers), start-up included
+
+
+def run_measured(command: list[str]) -> Measured:
+    """Wall time, peak RSS and CPU time of the whole process tree, sampled every 20 ms."""
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     peak = 0
+    cpu: dict[int, float] = {}  # pid → CPU seconds when last seen
     while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid))
+        peak = max(peak, tree_rss(process.pid, cpu))
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     if process.returncode not in (0, 1):
         raise SystemExit(f"bench: {' '.join(command)} exited {process.returncode}")
-    return seconds, peak / 1e6
+    main_cpu = cpu.pop(process.pid, 0.0)
+    return Measured(seconds, peak / 1e6, main_cpu, sum(cpu.values()))
 
 
-def tree_rss(pid: int) -> int:
+def tree_rss(pid: int, cpu: dict[int, float]) -> int:
+    """RSS of `pid` and its descendants; records each one's CPU seconds so far in `cpu`."""
     total = 0
     for member in (pid, *children(pid)):
         try:
             status = Path(f"/proc/{member}/status").read_text()
+            stat = Path(f"/proc/{member}/stat").read_text()
         except OSError:
             continue
         for line in status.splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
+        fields = stat.rsplit(")", 1)[1].split()
+        cpu[member] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
 
@@ -266,13 +320,14 @@ def watch_latency(sources: list[Path], work: Path) -> tuple[float, float, float]
 
 
 def idle_cpu(pid: int, seconds: float) -> float:
-    def cpu_ticks() -> int:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-
-    before = cpu_ticks()
+    """CPU use of the watch's whole process tree (workers included), % of one core."""
+    before: dict[int, float] = {}
+    after: dict[int, float] = {}
+    tree_rss(pid, before)
     time.sleep(seconds)
-    return 100 * (cpu_ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+    tree_rss(pid, after)
+    spent = sum(after[member] - before.get(member, 0.0) for member in after)
+    return 100 * spent / seconds
 
 
 if __name__ == "__main__":

@@ -203,6 +203,9 @@ class ModelSession:
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False  # same speed here, 60 MB less peak memory
+        # Without the arena, memory patterns leave each worker growing with every batch (77 MB
+        # after the first, 137 MB after 6,000 patches; 83 MB without): ~3% slower, but flat.
+        options.enable_mem_pattern = False
         # No spinning: a waiting watch loop must not burn a core between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = _new_session(self.path, options)
