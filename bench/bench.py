@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 IDC = ROOT.parent / "shared" / "data" / "idc"
 KERAS_MODEL = ROOT / "bench" / "idc.keras"
 PATCHSCAN = [sys.executable, "-m", "patchscan"]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # /proc/<pid>/stat counts CPU time in these
 
 
 def main() -> int:
@@ -185,7 +186,7 @@ def run_measured(command: list[str]) -> Measured:
     peak = 0
     cpu: dict[int, float] = {}  # pid → CPU seconds when last seen
     while process.poll() is None:
-        peak = max(peak, tree_rss(process.pid, cpu))
+        peak = max(peak, sample_tree(process.pid, cpu))
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     if process.returncode not in (0, 1):
@@ -194,8 +195,9 @@ def run_measured(command: list[str]) -> Measured:
     return Measured(seconds, peak / 1e6, main_cpu, sum(cpu.values()))
 
 
-def tree_rss(pid: int, cpu: dict[int, float]) -> int:
-    """RSS of `pid` and its descendants; records each one's CPU seconds so far in `cpu`."""
+def sample_tree(pid: int, cpu: dict[int, float]) -> int:
+    """One look at `pid` and its descendants: their total RSS is returned, and each one's CPU
+    seconds so far are recorded in `cpu` (a process's last sample outlives its exit)."""
     total = 0
     for member in (pid, *children(pid)):
         try:
@@ -207,7 +209,7 @@ def tree_rss(pid: int, cpu: dict[int, float]) -> int:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1]) * 1024
         fields = stat.rsplit(")", 1)[1].split()
-        cpu[member] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        cpu[member] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
     return total
 
 
@@ -323,9 +325,9 @@ def idle_cpu(pid: int, seconds: float) -> float:
     """CPU use of the watch's whole process tree (workers included), % of one core."""
     before: dict[int, float] = {}
     after: dict[int, float] = {}
-    tree_rss(pid, before)
+    sample_tree(pid, before)
     time.sleep(seconds)
-    tree_rss(pid, after)
+    sample_tree(pid, after)
     spent = sum(after[member] - before.get(member, 0.0) for member in after)
     return 100 * spent / seconds
 
