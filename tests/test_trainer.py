@@ -78,3 +78,40 @@ def test_tiny_training_run_exports_a_model_the_tool_runs(tmp_path: Path) -> None
     )
     assert probabilities.shape == (4,) and ((probabilities >= 0) & (probabilities <= 1)).all()
     assert "Research use only" in (out / "idc.md").read_text()
+
+
+def test_keep_best_restores_the_best_epoch_and_stops_after_patience() -> None:
+    keras = pytest.importorskip("keras")
+    from patchscan_train.train import KeepBest
+
+    # Brighter images are positive: a positive weight ranks them perfectly, a negative one backwards.
+    images = np.repeat(np.arange(0, 250, 25, dtype=np.uint8), 12).reshape(10, 2, 2, 3)
+    y = (np.arange(10) >= 5).astype(np.float32)
+    model = keras.Sequential(
+        [keras.Input((2, 2, 3)), keras.layers.Flatten(), keras.layers.Dense(1)]
+    )
+    model.compile(optimizer="adam", loss="mse")  # as fit() does: sets stop_training
+    keep = KeepBest(images, y, patience=2)
+    keep.set_model(model)
+    kernel, bias = model.get_weights()
+    for epoch, sign in enumerate((1.0, -1.0, -1.0)):
+        model.set_weights([sign * np.ones_like(kernel), bias])
+        logs: dict[str, float] = {}
+        keep.on_epoch_end(epoch, logs)
+        assert logs["val_auc"] == pytest.approx(1.0 if sign > 0 else 0.0)
+        assert model.stop_training == (epoch == 2)
+    keep.on_train_end()
+    assert (model.get_weights()[0] > 0).all()
+
+
+def test_shades_of_grey_removes_a_colour_cast() -> None:
+    from patchscan_train.nets import ShadesOfGrey
+
+    photo = np.random.default_rng(0).uniform(0.2, 0.8, (1, 32, 32, 3)).astype(np.float32)
+    cast = photo * np.array([1.0, 0.8, 0.6], np.float32)  # a warm light
+    corrected = np.asarray(ShadesOfGrey()(cast))
+    plain = np.asarray(ShadesOfGrey()(photo))
+    means = corrected.reshape(-1, 3).mean(axis=0)
+    assert means.max() - means.min() < 0.01  # the channels are balanced again
+    ratio = corrected / plain  # the cast is gone, not just reduced: only brightness is left
+    assert ratio.std() / ratio.mean() < 1e-5

