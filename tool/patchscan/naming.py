@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +21,15 @@ class NameInfo:
     truth: str | None
 
 
-def parse_name(path: Path, classes: tuple[str, ...]) -> NameInfo:
+def parse_name(path: str | Path, classes: tuple[str, ...]) -> NameInfo:
     """Read group, x, y and the true class from `path`.
 
     `classes` are the model's class labels, index = class number. A folder names a class by its
     label in any case (`Malignant/`) or by its number (`0/`, `1/`, the IDC dataset's layout).
+    The dataset's own names say everything without a look at the folders (and without a Path:
+    this runs for every patch of a scan).
     """
-    stem = path.stem
+    stem = os.path.splitext(os.path.basename(path))[0]
     match = _PATCH_NAME.match(stem)
     x: int | None
     y: int | None
@@ -34,17 +37,17 @@ def parse_name(path: Path, classes: tuple[str, ...]) -> NameInfo:
         group = match["group"]
         x, y = int(match["x"]), int(match["y"])
     else:
-        group = _group_from_folders(path, classes)
+        group = _group_from_folders(Path(path), classes)
         coords = _COORDS.search(stem)
         x, y = (int(coords["x"]), int(coords["y"])) if coords else (None, None)
-    return NameInfo(group=group, x=x, y=y, truth=_truth(path, classes))
+    return NameInfo(group=group, x=x, y=y, truth=_truth(path, stem, classes))
 
 
-def _truth(path: Path, classes: tuple[str, ...]) -> str | None:
-    suffix = _CLASS_SUFFIX.search(path.stem)
+def _truth(path: str | Path, stem: str, classes: tuple[str, ...]) -> str | None:
+    suffix = _CLASS_SUFFIX.search(stem)
     if suffix and int(suffix["cls"]) < len(classes):
         return classes[int(suffix["cls"])]
-    for folder in reversed(path.parent.parts[-2:]):
+    for folder in reversed(Path(path).parent.parts[-2:]):
         label = _class_of_folder(folder, classes)
         if label:
             return label

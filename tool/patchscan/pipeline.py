@@ -37,7 +37,7 @@ TILE = 8  # px per patch in the tissue mosaic of the report
 
 @dataclass(frozen=True)
 class Result:
-    path: Path
+    path: str  # as discovery found it (see Candidate)
     name: NameInfo
     probability: float | None = None
     label: str = ""

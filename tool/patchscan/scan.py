@@ -272,7 +272,7 @@ def _images(
         if skip:
             summary.add_skipped(skip)
         else:
-            yield Candidate(Path(path), stamp=stamp)
+            yield Candidate(path, stamp=stamp)
 
 
 def _own_files(settings: ScanSettings, store: Path | None) -> frozenset[Path]:

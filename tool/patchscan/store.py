@@ -147,7 +147,7 @@ class ResultStore:
         query = "SELECT 1 FROM results WHERE model=? LIMIT 1"
         return self._db.execute(query, (self.model,)).fetchone() is not None
 
-    def stamp(self, path: Path) -> tuple[int, int] | None:
+    def stamp(self, path: str) -> tuple[int, int] | None:
         """The (size, mtime_ns) a current result was made from, if any."""
         row = self._db.execute(
             "SELECT size, mtime_ns FROM results WHERE path=? AND model=?",
@@ -182,7 +182,7 @@ class ResultStore:
             (self.model, prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
         )
         for path, *row, size, mtime_ns in rows:
-            yield _result(Path(path), tuple(row), info, threshold, (size, mtime_ns))
+            yield _result(path, tuple(row), info, threshold, (size, mtime_ns))
 
 
 def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:
@@ -191,7 +191,7 @@ def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:
 
 
 def _result(
-    path: Path,
+    path: str,
     row: tuple[Any, ...],  # probability, error, tile
     info: ModelInfo,
     threshold: float,

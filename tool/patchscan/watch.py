@@ -75,13 +75,13 @@ class _Landing:
 class _Inbox(FileSystemEventHandler):
     """Every event's path goes into a queue; the watch loop decides what it means."""
 
-    def __init__(self, paths: queue.SimpleQueue[Path]) -> None:
+    def __init__(self, paths: queue.SimpleQueue[str]) -> None:
         self.paths = paths
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("created", "modified", "moved", "closed"):
             target = event.dest_path if event.event_type == "moved" else event.src_path
-            self.paths.put(Path(os.fsdecode(target)))
+            self.paths.put(os.fsdecode(target))
 
 
 def check_watch_settings(settings: WatchSettings) -> None:
@@ -110,9 +110,9 @@ class Watcher:
         self.stop = stop
         self.command_line = command_line
         self.on_result = on_result
-        self.events: queue.SimpleQueue[Path] = queue.SimpleQueue()
-        self.pending: dict[Path, _Landing] = {}
-        self.in_csv: set[Path] = set()
+        self.events: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.pending: dict[str, _Landing] = {}  # keyed by path as discovery gives it
+        self.in_csv: set[str] = set()
         self.report_due = 0.0
         self.report_dirty = True
         self.classified = 0
@@ -190,12 +190,12 @@ class Watcher:
             except queue.Empty:
                 break
         for path in seen:
-            if path.is_dir():
-                self._walk(path)  # a folder moved in brings files no event will mention
+            if os.path.isdir(path):
+                self._walk(Path(path))  # a folder moved in brings files no event will mention
             elif is_image_name(path) and Path(os.path.realpath(path)) not in self.own:
                 self._consider(path, stamp_of(path))
 
-    def _consider(self, path: Path, stamp: Stamp | None) -> None:
+    def _consider(self, path: str, stamp: Stamp | None) -> None:
         """Start (or restart) the settle clock of a file that is new or changed."""
         landing = self.pending.get(path)
         if stamp is None:  # gone again

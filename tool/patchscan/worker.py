@@ -7,7 +7,6 @@ session of its own per model, kept for the worker's life.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -43,7 +42,7 @@ def classify_chunk(chunk: list[Candidate], model: ModelFile) -> list[Classified]
     return answers
 
 
-def _decode(path: Path, model: ModelFile) -> tuple[NameInfo, np.ndarray | None, str]:
+def _decode(path: str, model: ModelFile) -> tuple[NameInfo, np.ndarray | None, str]:
     name = parse_name(path, model.info.classes)
     try:
         return name, load_rgb(path, model.info.input_size), ""

@@ -21,7 +21,7 @@ def row(result: Result) -> tuple[str, ...]:
     """The values in COLUMNS order (a plain csv.writer row: a third of DictWriter's cost)."""
     name = result.name
     return (
-        str(result.path),
+        result.path,
         "ok" if result.ok else "error",
         "" if result.probability is None else f"{result.probability:.6f}",
         result.label,

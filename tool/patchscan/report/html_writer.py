@@ -196,7 +196,7 @@ def _suspicious(summary: Summary) -> str:
     figures = []
     for probability, path, group in top:
         try:
-            thumb = images.png_data_uri(load_rgb(Path(path), size))
+            thumb = images.png_data_uri(load_rgb(path, size))
         except ImageError:
             continue  # changed since it was scanned; the table still has it
         figures.append(

@@ -97,13 +97,15 @@ class Summary:
 
     def add(self, result: Result) -> None:
         name = result.name
-        group = self.groups.setdefault(name.group, Group(name.group))
+        group = self.groups.get(name.group)
+        if group is None:
+            group = self.groups[name.group] = Group(name.group)
         group.patches += 1
         if not result.ok or result.probability is None:
             group.errors += 1
             self.error_count += 1
             if len(self.errors) < MAX_LISTED_ERRORS:
-                self.errors.append((str(result.path), result.error))
+                self.errors.append((result.path, result.error))
             return
         probability = result.probability
         positive = result.label == self.provenance.model.positive
@@ -124,7 +126,7 @@ class Summary:
             and name.y is not None
         ):
             group.tiles.append(Tile(name.x, name.y, probability, truth, result.tile))
-        entry = (probability, str(result.path), name.group)
+        entry = (probability, result.path, name.group)
         if len(self._top) < TOP_SUSPICIOUS:
             heapq.heappush(self._top, entry)
         elif entry > self._top[0]:
