@@ -8,7 +8,7 @@ flat however many files there are; a file that fails becomes an error Result and
 Results already known (from the result store) pass straight through, keeping their place in
 the order. The main process never starts onnxruntime for a scan: it only keeps the books, and
 loads nothing of the workers' side (worker.py: numpy, PIL, onnxruntime) until it has an image to
-classify, so a rescan that finds everything known starts fast.
+classify, and never at all when it writes only the CSV.
 """
 
 from __future__ import annotations
@@ -89,9 +89,7 @@ class Workers:
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
                 initializer=_ignore_ctrl_c,
             )
-        from patchscan.worker import classify_chunk  # the workers' side: numpy, PIL, onnxruntime
-
-        return self._pool.submit(classify_chunk, chunk, model)
+        return self._pool.submit(_classify_in_worker, chunk, model)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -184,6 +182,14 @@ def _take(pending: collections.deque[_Pending]) -> Iterator[Result | tuple[Candi
     else:
         chunk, future = head
         yield from zip(chunk, future.result(), strict=True)
+
+
+def _classify_in_worker(chunk: list[Candidate], model: ModelFile) -> list[Classified]:
+    """Runs in a worker. The workers' side (numpy, PIL, onnxruntime) is imported there only:
+    the main process never waits on those imports, and a CSV-only scan never loads them."""
+    from patchscan.worker import classify_chunk
+
+    return classify_chunk(chunk, model)
 
 
 def _ignore_ctrl_c() -> None:

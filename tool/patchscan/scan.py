@@ -111,10 +111,6 @@ def _classify_and_write(
     store: ResultStore | None,
     threshold: float,
 ) -> ScanOutcome:
-    # Imported only now (they bring numpy and PIL): an unchanged rescan never needs them.
-    from patchscan.report.html_writer import write_html
-    from patchscan.report.json_writer import write_json
-
     summary = new_summary(session, threshold, command_line, settings)
     fingerprint = _Fingerprint(settings, session.sha256, threshold)
     interrupted = False
@@ -150,9 +146,15 @@ def _classify_and_write(
             saver.commit()
     summary.provenance.finished = now()
     summary.provenance.interrupted = interrupted
+    # The writers are imported only now (they bring numpy and PIL): a CSV-only scan never
+    # needs them, and they would hold up the workers' start.
     if settings.json:
+        from patchscan.report.json_writer import write_json
+
         write_json(summary, settings.json)
     if settings.report:
+        from patchscan.report.html_writer import write_html
+
         write_html(summary, settings.report)
     tally: Tally = {"counts": dict(summary.counts), "errors": summary.error_count}
     if store is not None and not interrupted:
