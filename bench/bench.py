@@ -29,6 +29,7 @@ from PIL import Image
 
 from patchscan.imaging import load_rgb, to_model_input
 from patchscan.model import ModelSession, resolve_model
+from patchscan.pipeline import batch_size_for
 
 ROOT = Path(__file__).resolve().parents[1]
 IDC = ROOT.parent / "shared" / "data" / "idc"
@@ -115,7 +116,7 @@ def main() -> int:
 
 def where_the_time_goes(files: list[Path], scan: Measured) -> list[tuple[str, str, str]]:
     """The scan's CPU per file, split by process, and the two worker stages timed alone on one
-    core (decode, then the model on batches of 64): a profile of row 2, not a guess."""
+    core (decode, then the model on the scan's batches): a profile of row 2, not a guess."""
     per_file = 1e6 / len(files)
     sample = files[:: max(1, len(files) // 4000)]
     session = ModelSession(resolve_model("idc"), threads=1)
@@ -123,8 +124,9 @@ def where_the_time_goes(files: list[Path], scan: Measured) -> list[tuple[str, st
     pixels = [load_rgb(path, session.info.input_size) for path in sample]
     decode = time.process_time() - started
     started = time.process_time()
-    for index in range(0, len(pixels), 64):
-        session.predict(to_model_input(np.stack(pixels[index : index + 64])))
+    batch = batch_size_for(session.info.input_size)
+    for index in range(0, len(pixels), batch):
+        session.predict(to_model_input(np.stack(pixels[index : index + batch])))
     model = time.process_time() - started
     workers = scan.workers_cpu * per_file
     stages = 1e6 * (decode + model) / len(sample)

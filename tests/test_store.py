@@ -58,6 +58,21 @@ def test_unchanged_rescan_classifies_nothing_and_writes_the_same_csv(
     assert report["files"] == 20 and report["skipped"] == {}
 
 
+def test_batches_are_sized_by_the_models_input_unless_given(
+    patches: Path,
+    tiny_model: Path,
+    tmp_path: Path,
+    predicted: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pipeline, "PIXELS_PER_BATCH", 8 * 8 * 8)  # 8 images of the tiny 8x8
+    scan(patches, tiny_model, tmp_path)
+    assert predicted == [8, 8, 4]
+    predicted.clear()
+    scan(patches, tiny_model, tmp_path, "--force", "--batch-size", "7")
+    assert predicted == [7, 7, 6]
+
+
 def test_a_fully_known_rescan_never_starts_onnxruntime_or_workers(
     patches: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -100,7 +100,12 @@ def _run_or_fail(work: Callable[[], T]) -> T:
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_model_and_outputs
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    help="Images per onnxruntime call [default: 320,000 pixels' worth: 128 patches of 50x50, "
+    "12 photos of 160x160].",
+)
 @click.option(
     "--force",
     is_flag=True,
@@ -114,7 +119,7 @@ def scan(
     json_path: Path | None,
     report_path: Path | None,
     threshold: float | None,
-    batch_size: int,
+    batch_size: int | None,
     force: bool,
     quiet: bool,
 ) -> None:

@@ -43,7 +43,7 @@ class ScanSettings:
     json: Path | None = None
     report: Path | None = None
     threshold: float | None = None  # None: the model's own
-    batch_size: int = 64  # images per worker task and onnxruntime call
+    batch_size: int | None = None  # images per worker task and onnxruntime call; None: by size
     workers: int = 0  # worker processes; 0 = one per core
     force: bool = False  # re-classify files the result store already knows
 

@@ -56,7 +56,7 @@ class WatchSettings:
     poll: float | None = None  # s between polls (network shares); None = native events
     rescan: float = 60.0  # s between walks of the whole folder
     report_every: float = 5.0  # s: the reports are rebuilt at most this often
-    batch_size: int = 64
+    batch_size: int | None = None  # None: by the model's input size (pipeline.batch_size_for)
 
     @property
     def outputs(self) -> tuple[Path, ...]:
