@@ -103,8 +103,8 @@ def _run_or_fail(work: Callable[[], T]) -> T:
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 4096),
-    help="Images per onnxruntime call [default: 320,000 pixels' worth: 128 patches of 50x50, "
-    "12 photos of 160x160].",
+    help="Images per onnxruntime call [default: 160,000 pixels' worth: 64 patches of 50x50, "
+    "6 photos of 160x160].",
 )
 @click.option(
     "--force",

@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 
 TILE = 8  # px per patch in the tissue mosaic of the report
 
-# Images per worker task and onnxruntime call, by pixels: 128 patches of 50x50, 12 photos at
+# Images per worker task and onnxruntime call, by pixels: 64 patches of 50x50, 6 photos of
 # 160x160. On one thread a bigger batch is no faster per image, only bigger: the skin model
-# took 16.5 ms per photo and 180 MB at 8 per batch, 20.2 ms and 450 MB at 64. For patches,
-# 128 per task halves the tasks' overhead against 64 (a scan 3% faster).
-PIXELS_PER_BATCH = 320_000
+# took ~14.5 ms per photo and 160 MB per worker at 6 per batch, 20 ms and 450 MB at 64; an idc
+# scan at 128 patches per batch was no faster than at 64 and peaked 65 MB higher.
+PIXELS_PER_BATCH = 160_000
 
 
 def batch_size_for(input_size: tuple[int, int]) -> int:
