@@ -43,7 +43,15 @@ def load_rgb(path: str | Path, size: tuple[int, int]) -> np.ndarray:
         raise ImageError(_describe(exc)) from None
     if rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BILINEAR)
-    # (np.asarray(rgb) makes the same bytes by a slower road: 20 µs against 14 on a patch)
+    return to_array(rgb)
+
+
+def to_array(rgb: Image.Image) -> np.ndarray:
+    """An RGB image's pixels as a read-only (height, width, 3) uint8 array of their own.
+
+    np.asarray(rgb) gives the same bytes by a slower road (20 µs against 14 on a patch), and an
+    array viewing a PIL image keeps the image's whole memory block alive.
+    """
     return np.frombuffer(rgb.tobytes(), np.uint8).reshape(rgb.height, rgb.width, 3)
 
 
@@ -70,8 +78,8 @@ def _plain_png(handle: BinaryIO) -> Image.Image | None:
     """
     if handle.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
         return None  # a JPEG, TIFF...: only its signature was read
-    data = _PNG_SIGNATURE + handle.read()
-    header, pieces, kind, position = None, [], b"", len(_PNG_SIGNATURE)
+    data = handle.read()  # the chunks, from just after the signature
+    header, pieces, kind, position = None, [], b"", 0
     while position + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
         start = position + 8
