@@ -1,4 +1,6 @@
-"""Build tests/data/tiny.onnx: P(positive) = mean pixel value. Run once; the file is committed.
+"""Build tests/data/tiny.onnx: P(positive) = mean pixel value, and tiny_context.onnx, the same
+with slide context (radius 1, self weight 2, threshold 0.5, 50 px steps). Run once; the files are
+committed.
 
 A model whose answer is known for any image (white → 1, black → 0) makes every test of the
 scan exact without training anything.
@@ -11,7 +13,7 @@ import onnx
 from onnx import TensorProto, helper
 
 
-def build(size: int = 8) -> onnx.ModelProto:
+def build(size: int = 8, context: dict[str, float] | None = None) -> onnx.ModelProto:
     image = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", size, size, 3])
     probability = helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N", 1])
     unsqueeze_axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
@@ -41,6 +43,7 @@ def build(size: int = 8) -> onnx.ModelProto:
             "license": "test only",
             "metrics": {},
             "training": {},
+            **({"context": context} if context else {}),
         }
     )
     onnx.checker.check_model(model)
@@ -48,4 +51,7 @@ def build(size: int = 8) -> onnx.ModelProto:
 
 
 if __name__ == "__main__":
-    onnx.save(build(), str(Path(__file__).parent / "data" / "tiny.onnx"))
+    folder = Path(__file__).parent / "data"
+    onnx.save(build(), str(folder / "tiny.onnx"))
+    context = {"step": 50, "radius": 1, "self_weight": 2.0, "threshold": 0.5}
+    onnx.save(build(context=context), str(folder / "tiny_context.onnx"))

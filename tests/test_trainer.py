@@ -1,5 +1,6 @@
 """Trainer: splits never share a patient or lesion; a tiny real training run exports a working model."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -73,6 +74,13 @@ def test_tiny_training_run_exports_a_model_the_tool_runs(tmp_path: Path) -> None
     assert session.info.classes == ("non-IDC", "IDC") and session.info.input_size == (50, 50)
     assert session.info.threshold == pytest.approx(summary["threshold"], abs=1e-4)
     assert session.info.training["split"] == "by patient"
+    context = session.info.context  # patches of slides: the scan's slide context comes along
+    assert context is not None and (context.step, context.radius) == (50, 2)
+    assert (
+        context.threshold
+        == json.loads((out / "metrics.json").read_text())["test_context"]["threshold"]
+    )
+    assert set(session.info.metrics["slide_context"]) >= {"roc_auc", "f1", "balanced_accuracy"}
     probabilities = session.predict(
         np.random.default_rng(0).random((4, 50, 50, 3), dtype=np.float32)
     )

@@ -11,12 +11,15 @@ import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from patchscan import __version__
 from patchscan.errors import PatchscanError
+
+if TYPE_CHECKING:
+    from patchscan.model import ModelInfo
 
 log = logging.getLogger("patchscan")
 T = TypeVar("T")
@@ -61,7 +64,8 @@ def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
             "--threshold",
             type=click.FloatRange(0, 1),
             metavar="P",
-            help="Label positive when P >= this [the model's own, chosen on validation data].",
+            help="Label positive when P (or, for a slide's patches, the slide-context score) "
+            ">= this [the model's own, chosen on validation data].",
         ),
     ]
     for option in reversed(options):
@@ -232,12 +236,19 @@ def models() -> None:
             m = info.metrics
             click.echo(
                 f"{name}\t{info.version}\t{info.classes[0]} / {info.classes[1]}\t"
-                f"input {info.input_size[0]}x{info.input_size[1]}\tthreshold {info.threshold:g}\t"
+                f"input {info.input_size[0]}x{info.input_size[1]}\tthreshold {info.threshold:g}"
+                f"{_context_note(info)}\t"
                 f"test balanced acc. {m.get('balanced_accuracy', '?')}, ROC AUC {m.get('roc_auc', '?')}\t"
                 f"{info.description}"
             )
     except PatchscanError as exc:
         _fail(exc)
+
+
+def _context_note(info: ModelInfo) -> str:
+    if info.context is None:
+        return ""
+    return f" (slide context {info.context.threshold:g})"
 
 
 class _progress:

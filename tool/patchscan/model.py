@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from patchscan.context import SlideContext
 from patchscan.errors import ModelError, UsageError
 from patchscan.resources import bundled_models_dir
 
@@ -35,6 +36,7 @@ class ModelInfo:
     license: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    context: SlideContext | None = None  # slide models: how neighbours join a patch's call
 
     @property
     def positive(self) -> str:
@@ -60,6 +62,7 @@ class ModelInfo:
                 license=str(raw.get("license", "")),
                 metrics=dict(raw.get("metrics", {})),
                 training=dict(raw.get("training", {})),
+                context=SlideContext.from_metadata(raw["context"]) if raw.get("context") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model metadata is incomplete or invalid: {exc}") from None
@@ -76,6 +79,7 @@ class ModelInfo:
             "license": self.license,
             "metrics": self.metrics,
             "training": self.training,
+            **({"context": self.context.to_metadata()} if self.context else {}),
         }
 
 

@@ -25,7 +25,7 @@ from patchscan import __version__
 from patchscan.discover import Candidate, Found, walk
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo, ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import Result, Workers, classify
+from patchscan.pipeline import Result, Workers, classify, with_context
 from patchscan.report.csv_writer import open_csv
 from patchscan.store import ResultStore, Tally, open_store, store_files, store_path
 
@@ -128,9 +128,10 @@ def _classify_and_write(
             if store is None or settings.force or not store.has_results()
             else _known_first(images, store, session.info, threshold, summary.keep_tiles)
         )
-        results = classify(
+        classified = classify(
             jobs, session, threshold, settings.batch_size, workers, summary.keep_tiles
         )
+        results = with_context(classified, session.info, settings.threshold)
         try:
             for result in results:
                 summary.add(result)
@@ -143,6 +144,7 @@ def _classify_and_write(
             log.warning("interrupted: writing the %d results done so far", summary.classified)
         finally:
             results.close()
+            classified.close()
             saver.commit()
     summary.provenance.finished = now()
     summary.provenance.interrupted = interrupted
@@ -208,8 +210,15 @@ def new_summary(
         command_line=command_line,
         settings=_settings_dict(settings, threshold),
         started=now(),
+        context_threshold=_context_threshold(session.info, settings.threshold),
     )
     return Summary(provenance, keep_tiles=settings.report is not None)
+
+
+def _context_threshold(info: ModelInfo, asked: float | None) -> float | None:
+    if info.context is None:
+        return None
+    return info.context.threshold if asked is None else asked
 
 
 class _Saver:

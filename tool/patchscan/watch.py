@@ -29,7 +29,7 @@ from watchdog.observers.polling import PollingObserver
 from patchscan.discover import Candidate, Stamp, discover, is_image_name, stamp_of
 from patchscan.errors import UsageError
 from patchscan.model import ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import Result, Workers, classify
+from patchscan.pipeline import Result, Workers, classify, with_context
 from patchscan.report.csv_writer import append_rows, open_csv
 from patchscan.report.html_writer import write_html
 from patchscan.report.json_writer import write_json
@@ -254,7 +254,9 @@ class Watcher:
     # --- outputs -----------------------------------------------------------------------------
 
     def _current(self) -> Iterator[Result]:
-        return self.store.current(self.session.info, self.threshold, self.settings.folder)
+        info = self.session.info
+        stored = self.store.current(info, self.threshold, self.settings.folder)
+        return with_context(stored, info, self.settings.threshold)
 
     def _rewrite_csv(self) -> None:
         if self.settings.csv is None:
@@ -268,8 +270,10 @@ class Watcher:
     def _update_csv(self, done: list[Result]) -> None:
         if self.settings.csv is None:
             return
-        if any(result.path in self.in_csv for result in done):
-            self._rewrite_csv()  # a changed file: its old row is superseded, not duplicated
+        if self.session.info.context or any(result.path in self.in_csv for result in done):
+            # A changed file's old row is superseded, not duplicated; with slide context, a new
+            # patch changes its neighbours' scores too.
+            self._rewrite_csv()
         else:
             append_rows(self.settings.csv, done)
             self.in_csv.update(result.path for result in done)

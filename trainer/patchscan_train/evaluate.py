@@ -117,9 +117,13 @@ def _report_html(
         return f'<img alt="{name}" src="data:image/png;base64,{data}">'
 
     keys = ("n", "accuracy", "balanced_accuracy", "roc_auc", "precision", "recall", "f1")
+    splits = {"val": "val", "test": "test"}
+    splits.update(
+        {k: k.replace("_", ", slide ") for k in ("val_context", "test_context") if k in results}
+    )
     rows = "".join(
-        f"<tr><th>{split}</th>" + "".join(f"<td>{_fmt(results[split].get(k))}</td>" for k in keys)
-        for split in ("val", "test")
+        f"<tr><th>{name}</th>" + "".join(f"<td>{_fmt(results[split].get(k))}</td>" for k in keys)
+        for split, name in splits.items()
     )
     per_class = "".join(
         f"<tr><th>{html.escape(classes[int(c)])}</th>"

@@ -49,7 +49,7 @@ splits; sizes {results["split_sizes"]}.
 
 Confusion matrix (test; rows true {info.classes[0]}, {info.classes[1]}; columns predicted):
 {test["confusion_matrix"]}
-{groups_section}
+{groups_section}{_context_section(info, results)}
 ## Model
 {_first_sentence(task.build.__doc__)} Input {info.input_size[0]}x{info.input_size[1]} RGB scaled
 to [0, 1] (patchscan.imaging).
@@ -63,6 +63,31 @@ test images: {results.get("onnx_max_difference", float("nan")):.1e}.
 {info.license}
 """
     )
+
+
+def _context_section(info: ModelInfo, results: dict[str, Any]) -> str:
+    """How `patchscan scan` labels a slide's patches (patchscan.context), and how well."""
+    context = info.context
+    if context is None:
+        return ""
+    val, test = results["val_context"], results["test_context"]
+    rows = "\n".join(
+        f"| {k} | {_f(val[k])} | {_f(test[k])} |"
+        for k in ("accuracy", "balanced_accuracy", "roc_auc", "precision", "recall", "f1")
+    )
+    return f"""
+## With slide context (what `patchscan scan` reports for a slide's patches)
+A patch whose name gives its position (x, y) is labelled by the weighted mean of its probability
+(weight {context.self_weight:g}) and those of the patches of its slide up to {context.radius} steps
+({context.step} px each) away, at threshold {context.threshold} (chosen on validation by the same
+rule). Patches without a position are labelled by their own probability, as above.
+
+| metric | validation | test |
+|---|---|---|
+{rows}
+
+Confusion matrix (test): {test["confusion_matrix"]}
+"""
 
 
 def _f(value: Any) -> str:

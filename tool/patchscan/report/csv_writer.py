@@ -14,7 +14,7 @@ from typing import IO
 from patchscan.atomic import atomic_open
 from patchscan.pipeline import Result
 
-COLUMNS = ("path", "status", "probability", "label", "error", "group", "x", "y", "truth")
+COLUMNS = ("path", "status", "probability", "context", "label", "error", "group", "x", "y", "truth")
 
 
 def row(result: Result) -> tuple[str, ...]:
@@ -24,6 +24,7 @@ def row(result: Result) -> tuple[str, ...]:
         result.path,
         "ok" if result.ok else "error",
         "" if result.probability is None else f"{result.probability:.6f}",
+        "" if result.context is None else f"{result.context:.6f}",
         result.label,
         result.error,
         name.group,

@@ -12,7 +12,7 @@ from patchscan.atomic import write_text_atomic
 from patchscan.errors import ImageError
 from patchscan.imaging import load_rgb
 from patchscan.report import images
-from patchscan.report.summary import HISTOGRAM_BINS, Group, Summary
+from patchscan.report.summary import HISTOGRAM_BINS, Group, Provenance, Summary
 
 THUMB = 96
 MAX_SLIDES = 60  # slide views beyond this are listed in the table only, to keep the file small
@@ -95,11 +95,26 @@ def _provenance(summary: Summary) -> str:
         ("model", f"{p.model.name} {p.model.version} ({p.model_path.name})"),
         ("model sha256", f"<code>{p.model_sha256}</code>"),
         ("threshold", f"{p.threshold:g} → {_e(p.model.positive)} when P ≥ threshold"),
+        *_context_row(p),
         ("command", f"<code>{_e(p.command_line)}</code>"),
         ("started / finished", f"{_e(p.started)} / {_e(p.finished)}"),
     ]
     body = "".join(f'<tr><th class="l">{k}</th><td>{v}</td></tr>' for k, v in rows)
     return f'<h2>Provenance</h2><table class="prov">{body}</table>'
+
+
+def _context_row(p: Provenance) -> list[tuple[str, str]]:
+    context = p.model.context
+    if context is None or p.context_threshold is None:
+        return []
+    return [
+        (
+            "slide context",
+            f"a patch with a position is labelled {_e(p.model.positive)} when the weighted mean "
+            f"of its P (×{context.self_weight:g}) and its neighbours' (up to {context.radius} "
+            f"patches away) is ≥ {p.context_threshold:g}",
+        )
+    ]
 
 
 def _quality(summary: Summary) -> str:
@@ -128,14 +143,13 @@ def _ordered_groups(summary: Summary) -> list[Group]:
 
 
 def _groups_table(summary: Summary) -> str:
-    threshold = summary.provenance.threshold
     has_truth = any(g.truth for g in summary.groups.values())
     head = "<th class='l'>slide / patient</th><th>files</th><th>% positive</th><th>mean P</th><th>errors</th>"
     if has_truth:
         head += "<th>true % positive</th><th>balanced acc.</th>"
     rows = []
     for group in _ordered_groups(summary):
-        d = group.as_dict(threshold)
+        d = group.as_dict()
         cells = (
             f"<td class='l'>{_e(group.name)}</td><td>{d['files']:,}</td>"
             f"<td>{_pct(d['positive_fraction'])}</td><td>{_num(d['mean_probability'])}</td>"

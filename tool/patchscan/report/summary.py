@@ -37,6 +37,7 @@ class Provenance:
     started: str
     finished: str = ""
     interrupted: bool = False
+    context_threshold: float | None = None  # for positioned patches, with slide context
 
 
 @dataclass
@@ -56,10 +57,11 @@ class Group:
     errors: int = 0
     probability_sum: float = 0.0
     truth: list[bool] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # what each label was decided on
+    called: list[bool] = field(default_factory=list)  # labelled positive
     tiles: list[Tile] = field(default_factory=list)
 
-    def as_dict(self, threshold: float) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         classified = self.patches - self.errors
         out: dict[str, Any] = {
             "group": self.name,
@@ -77,7 +79,7 @@ class Group:
 
             truth = np.array(self.truth)
             out["truth_positive"] = int(truth.sum())
-            out["metrics"] = metrics.summarize(truth, np.array(self.scores) >= threshold)
+            out["metrics"] = metrics.summarize(truth, np.array(self.called))
             out["metrics"]["roc_auc"] = metrics.roc_auc(truth, np.array(self.scores))
         return out
 
@@ -93,7 +95,8 @@ class Summary:
         self.groups: dict[str, Group] = {}
         self.histogram = [0] * HISTOGRAM_BINS
         self.truth: list[bool] = []
-        self.scores: list[float] = []
+        self.scores: list[float] = []  # what each label was decided on (Result.score)
+        self.called: list[bool] = []  # labelled positive
         self._top: list[tuple[float, str, str]] = []
 
     @property
@@ -123,10 +126,13 @@ class Summary:
         self.histogram[min(int(probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
         truth = None if name.truth is None else name.truth == self.provenance.model.positive
         if truth is not None:
+            score = probability if result.context is None else result.context
             self.truth.append(truth)
-            self.scores.append(probability)
+            self.scores.append(score)
+            self.called.append(positive)
             group.truth.append(truth)
-            group.scores.append(probability)
+            group.scores.append(score)
+            group.called.append(positive)
         if (
             self.keep_tiles
             and result.tile is not None
@@ -153,7 +159,7 @@ class Summary:
 
         truth = np.array(self.truth)
         scores = np.array(self.scores)
-        predicted = scores >= self.provenance.threshold
+        predicted = np.array(self.called)
         return {
             **metrics.summarize(truth, predicted),
             "roc_auc": metrics.roc_auc(truth, scores),
@@ -172,6 +178,11 @@ class Summary:
                 "path": str(p.model_path),
                 "sha256": p.model_sha256,
                 "threshold": p.threshold,
+                "slide_context": (
+                    {**p.model.context.to_metadata(), "threshold": p.context_threshold}
+                    if p.model.context
+                    else None
+                ),
                 "classes": list(p.model.classes),
                 "positive_class": p.model.positive,
             },
@@ -185,7 +196,7 @@ class Summary:
             "errors": self.error_count,
             "error_list": [{"path": path, "error": reason} for path, reason in self.errors],
             "skipped": dict(self.skipped),
-            "groups": [g.as_dict(p.threshold) for g in self.groups.values()],
+            "groups": [g.as_dict() for g in self.groups.values()],
             "histogram": {"bins": HISTOGRAM_BINS, "counts": list(self.histogram)},
             "metrics": self.quality(),
         }
