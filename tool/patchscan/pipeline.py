@@ -65,11 +65,6 @@ class Result:
     def ok(self) -> bool:
         return not self.error
 
-    @property
-    def score(self) -> float | None:
-        """What the label was decided on: the context score if any, else the probability."""
-        return self.probability if self.context is None else self.context
-
 
 @dataclass(frozen=True)
 class Classified:

@@ -95,7 +95,7 @@ class Summary:
         self.groups: dict[str, Group] = {}
         self.histogram = [0] * HISTOGRAM_BINS
         self.truth: list[bool] = []
-        self.scores: list[float] = []  # what each label was decided on (Result.score)
+        self.scores: list[float] = []  # what each label was decided on
         self.called: list[bool] = []  # labelled positive
         self._top: list[tuple[float, str, str]] = []
 
@@ -126,7 +126,7 @@ class Summary:
         self.histogram[min(int(probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
         truth = None if name.truth is None else name.truth == self.provenance.model.positive
         if truth is not None:
-            score = probability if result.context is None else result.context
+            score = probability if result.context is None else result.context  # what labelled it
             self.truth.append(truth)
             self.scores.append(score)
             self.called.append(positive)
