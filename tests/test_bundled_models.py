@@ -35,8 +35,10 @@ def test_idc_model_separates_the_sample_patients(tmp_path: Path) -> None:
     assert result.exit_code == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert metrics["n"] == 407
-    assert metrics["roc_auc"] > 0.8  # 0.835 for the model of 2026-11-22
-    assert metrics["balanced_accuracy"] > 0.72  # 0.780
+    # With slide context: 0.908 and 0.834 for the model of 2026-11-22 (0.835 and 0.780 for the
+    # one before, patch by patch).
+    assert metrics["roc_auc"] > 0.86
+    assert metrics["balanced_accuracy"] > 0.79
 
 
 def test_skin_model_separates_the_sample_lesions(tmp_path: Path) -> None:

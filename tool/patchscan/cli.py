@@ -248,7 +248,11 @@ def models() -> None:
 def _context_note(info: ModelInfo) -> str:
     if info.context is None:
         return ""
-    return f" (slide context {info.context.threshold:g})"
+    m = info.metrics.get("slide_context", {})
+    return (
+        f" (slide context {info.context.threshold:g}: test balanced acc. "
+        f"{m.get('balanced_accuracy', '?')}, ROC AUC {m.get('roc_auc', '?')}, F1 {m.get('f1', '?')})"
+    )
 
 
 class _progress:
