@@ -159,11 +159,10 @@ def with_context(
     Results are held back while they belong to the slide being read; a slide met again after
     another one (patches split across far-apart folders) is scored per stretch, with a warning.
     """
-    context = info.context
-    if context is None:
+    context, cut = info.context, context_threshold(info, threshold)
+    if context is None or cut is None:
         yield from results
         return
-    cut = context.threshold if threshold is None else threshold
     classes = info.classes
     held: list[Result] = []
     done: set[str] = set()
@@ -185,6 +184,14 @@ def with_context(
         yield from _scored(held, context, cut, classes)
         raise
     yield from _scored(held, context, cut, classes)
+
+
+def context_threshold(info: ModelInfo, asked: float | None) -> float | None:
+    """The threshold for slide-context scores: the one asked for, else the model's own; None
+    for a model without slide context."""
+    if info.context is None:
+        return None
+    return info.context.threshold if asked is None else asked
 
 
 def _scored(

@@ -25,7 +25,7 @@ from patchscan import __version__
 from patchscan.discover import Candidate, Found, walk
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo, ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import Result, Workers, classify, with_context
+from patchscan.pipeline import Result, Workers, classify, context_threshold, with_context
 from patchscan.report.csv_writer import open_csv
 from patchscan.store import ResultStore, Tally, open_store, store_files, store_path
 
@@ -210,15 +210,9 @@ def new_summary(
         command_line=command_line,
         settings=_settings_dict(settings, threshold),
         started=now(),
-        context_threshold=_context_threshold(session.info, settings.threshold),
+        context_threshold=context_threshold(session.info, settings.threshold),
     )
     return Summary(provenance, keep_tiles=settings.report is not None)
-
-
-def _context_threshold(info: ModelInfo, asked: float | None) -> float | None:
-    if info.context is None:
-        return None
-    return info.context.threshold if asked is None else asked
 
 
 class _Saver:
