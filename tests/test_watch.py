@@ -19,10 +19,12 @@ from PIL import Image
 
 from conftest import SAMPLES
 from patchscan import watch as watch_module
+from patchscan.pipeline import Result
 from patchscan.report.csv_writer import COLUMNS
 from patchscan.watch import Watcher, WatchSettings
 
 SETTLE = 0.3
+TINY_CONTEXT = Path(__file__).parent / "data" / "tiny_context.onnx"
 
 
 def rows(csv_path: Path) -> list[dict[str, str]]:
@@ -45,7 +47,13 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def watching(folder: Path, out: Path, tiny_model: Path, **options: object) -> Iterator[Watcher]:
+def watching(
+    folder: Path,
+    out: Path,
+    tiny_model: Path,
+    on_result: Callable[[Result], None] = lambda result: None,
+    **options: object,
+) -> Iterator[Watcher]:
     settings = WatchSettings(
         folder=folder,
         model=str(tiny_model),
@@ -55,7 +63,7 @@ def watching(folder: Path, out: Path, tiny_model: Path, **options: object) -> It
         **options,  # type: ignore[arg-type]
     )
     stop = threading.Event()
-    watcher = Watcher(settings, stop)
+    watcher = Watcher(settings, stop, on_result=on_result)
     failures: list[BaseException] = []
 
     def run() -> None:
@@ -107,6 +115,22 @@ def test_existing_files_first_then_each_new_one(
     assert len({r["path"] for r in csv_rows}) == 21
     assert all(r["status"] == "ok" and not r["path"].endswith(".part") for r in csv_rows)
     assert '"files": 21' in (out / "r.json").read_text()  # the report caught up on stopping
+
+
+def test_the_live_count_sees_the_labels_the_outputs_give(dirs: tuple[Path, Path]) -> None:
+    """Under a slide-context model a black patch amid white ones is IDC in the CSV; the window's
+    live count (on_result) must say so too, not the patch's own probability."""
+    folder, out = dirs
+    for i in range(3):
+        for j in range(3):
+            name = f"8863_idx5_x{1 + 50 * i}_y{1 + 50 * j}_class1.png"
+            grey = 0 if (i, j) == (1, 1) else 255
+            Image.new("RGB", (50, 50), (grey, grey, grey)).save(folder / name)
+    seen: dict[str, str] = {}
+    with watching(folder, out, TINY_CONTEXT, lambda r: seen.update({Path(r.path).name: r.label})):
+        wait_for(lambda: len(seen) == 9)
+    assert seen["8863_idx5_x51_y51_class1.png"] == "IDC"
+    assert seen == {Path(r["path"]).name: r["label"] for r in rows(out / "r.csv")}
 
 
 def test_a_slowly_written_file_is_classified_once_whole(

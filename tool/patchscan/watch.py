@@ -242,11 +242,12 @@ class Watcher:
             del self.pending[result.path]
             self.store.add(result)
             done.append(result)
-            self.on_result(result)
         if not done:
             return
         self.store.commit()  # durable before any output mentions it
         self._update_csv(done)
+        for result in self._as_reported(done):
+            self.on_result(result)
         self.classified += len(done)
         self.report_dirty = True
         log.info("classified %d (%d this session)", len(done), self.classified)
@@ -257,6 +258,14 @@ class Watcher:
         info = self.session.info
         stored = self.store.current(info, self.threshold, self.settings.folder)
         return with_context(stored, info, self.settings.threshold)
+
+    def _as_reported(self, done: list[Result]) -> list[Result]:
+        """`done` labelled as the CSV and report label them: by slide context, where the model
+        has one, from the store that now holds their neighbours too."""
+        if not self.session.info.context:
+            return done
+        paths = {result.path for result in done}
+        return [result for result in self._current() if result.path in paths]
 
     def _rewrite_csv(self) -> None:
         if self.settings.csv is None:
