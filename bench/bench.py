@@ -74,8 +74,8 @@ def main() -> int:
             rows.append(
                 (
                     "3. seed style: PIL → array → Keras predict",
-                    rate(len(files), seed),
-                    f"scan is {seed / scan.seconds:.1f}x faster",
+                    rate(len(files), seed.seconds),
+                    f"scan is {seed.seconds / scan.seconds:.1f}x faster",
                 )
             )
         # The median of 3: one in a few waits ~0.2 s on the disk here with the same CPU time.
@@ -111,17 +111,33 @@ def main() -> int:
             p50, p95, idle = watch_latency(files[:200], work)
             rows.append(("6. watch: landed → CSV row", f"p50 {p50:.2f} s", f"p95 {p95:.2f} s"))
             rows.append(("   watch: idle CPU", f"{idle:.2f}% of a core", ""))
-        rows += where_the_time_goes(files, scan)
+        cpu = profile(files, scan)
+        rows += profile_rows(cpu)
+        if seed is not None:
+            rows += keras_bound_rows(seed, cpu, len(files), cores)
     width = max(len(r[0]) for r in rows)
     for name, figure, ratio in rows:
         print(f"{name:<{width}}  {figure:>22}  {ratio}")
     return 0
 
 
-def where_the_time_goes(files: list[Path], scan: Measured) -> list[tuple[str, str, str]]:
-    """The scan's CPU per file, split by process, and the two worker stages timed alone on one
-    core (decode, then the model on the scan's batches): a profile of row 2, not a guess."""
-    per_file = 1e6 / len(files)
+@dataclass
+class Profile:
+    """The scan's CPU per file in µs: by process, and the workers' two stages timed alone."""
+
+    main: float  # walk, books, CSV, store, slide context
+    workers: float  # start-up included
+    decode: float
+    model: float
+
+    @property
+    def rest(self) -> float:
+        return self.workers - self.decode - self.model
+
+
+def profile(files: list[Path], scan: Measured) -> Profile:
+    """Row 2's CPU by process, and decode and the model on the scan's batches each timed alone
+    on one core: a profile, not a guess."""
     sample = files[:: max(1, len(files) // 4000)]
     session = ModelSession(resolve_model("idc"), threads=1)
     started = time.process_time()
@@ -132,15 +148,54 @@ def where_the_time_goes(files: list[Path], scan: Measured) -> list[tuple[str, st
     for index in range(0, len(pixels), batch):
         session.predict(to_model_input(np.stack(pixels[index : index + batch])))
     model = time.process_time() - started
-    workers = scan.workers_cpu * per_file
-    stages = 1e6 * (decode + model) / len(sample)
+    per_file = 1e6 / len(files)
+    per_sample = 1e6 / len(sample)
+    return Profile(
+        scan.main_cpu * per_file,
+        scan.workers_cpu * per_file,
+        decode * per_sample,
+        model * per_sample,
+    )
+
+
+def profile_rows(cpu: Profile) -> list[tuple[str, str, str]]:
     return [
         ("where the scan's CPU goes, per file", "", ""),
-        ("   main process: walk, books, CSV", f"{scan.main_cpu * per_file:.0f} µs", ""),
-        ("   workers, start-up included", f"{workers:.0f} µs", ""),
-        ("     decode (timed alone)", f"{1e6 * decode / len(sample):.0f} µs", ""),
-        ("     model, onnxruntime (timed alone)", f"{1e6 * model / len(sample):.0f} µs", ""),
-        ("     the rest: start-up, pickling, names", f"{workers - stages:.0f} µs", ""),
+        ("   main process: walk, books, CSV", f"{cpu.main:.0f} µs", ""),
+        ("   workers, start-up included", f"{cpu.workers:.0f} µs", ""),
+        ("     decode (timed alone)", f"{cpu.decode:.0f} µs", ""),
+        ("     model, onnxruntime (timed alone)", f"{cpu.model:.0f} µs", ""),
+        ("     the rest: start-up, pickling, names", f"{cpu.rest:.0f} µs", ""),
+    ]
+
+
+def keras_bound_rows(
+    seed: SeedStyle, cpu: Profile, count: int, cores: int
+) -> list[tuple[str, str, str]]:
+    """How far ahead of the Keras way any model could put the scan on this machine.
+
+    A model k times cheaper than this one shrinks the model's part of Keras' predict (beyond
+    what predict costs with a model of next to nothing) and the scan's model stage alike; the
+    Keras way's import, load, one-core decode and predict overhead stay. The scan needs at least
+    (decode + model / k) of CPU per file spread over the cores, even with no bookkeeping at all,
+    so its lead over the Keras way lies between its two ends: a free model (k → ∞) and an
+    endlessly costly one (k → 0).
+    """
+    spread = count / cores / 1e6  # µs of CPU per file → seconds of wall on all cores
+    free_model = (seed.load + seed.decode + seed.overhead) / (cpu.decode * spread)
+    costly_model = (seed.predict - seed.overhead) / (cpu.model * spread)
+    return [
+        (
+            "   Keras way by phase",
+            f"{seed.load:.1f} + {seed.decode:.1f} + {seed.predict:.1f} s",
+            f"import and load + decode on one core + predict ({seed.overhead:.1f} s of it "
+            "with a model of next to nothing)",
+        ),
+        (
+            "   lead over Keras any model could give",
+            f"≤ {max(free_model, costly_model):.1f}x",
+            f"free model {free_model:.1f}x, endlessly costly {costly_model:.1f}x (no bookkeeping)",
+        ),
     ]
 
 
@@ -250,18 +305,36 @@ def children(pid: int) -> Iterator[int]:
             yield from children(int(kid))
 
 
-def seed_style(files: list[Path]) -> float | None:
+@dataclass
+class SeedStyle:
+    """The notebook way's wall time by phase."""
+
+    load: float  # importing Keras and loading the model
+    decode: float  # PIL on one core, into one float array
+    predict: float  # Keras predict (it uses every core)
+    overhead: float  # Keras predict with a model that costs next to nothing: not in `seconds`
+
+    @property
+    def seconds(self) -> float:
+        return self.load + self.decode + self.predict
+
+
+def seed_style(files: list[Path]) -> SeedStyle | None:
     """The notebook way: every image into one array, then Keras predict. Skipped without TF."""
     if not KERAS_MODEL.is_file():
         print(f"bench: {KERAS_MODEL} missing; seed-style row skipped (make train-idc writes it)")
         return None
     code = (
-        "import sys, time, numpy as np; from PIL import Image; t = time.perf_counter();"
-        "import keras; m = keras.models.load_model(sys.argv[1]);"
+        "import sys, time, numpy as np; from PIL import Image; t = [time.perf_counter()];"
+        "import keras; m = keras.models.load_model(sys.argv[1]); t.append(time.perf_counter());"
         "paths = open(sys.argv[2]).read().split('\\n');"
         "x = np.array([np.asarray(Image.open(p).convert('RGB').resize((50, 50))) for p in paths]);"
-        "p = m.predict(x.astype('float32') / 255.0, verbose=0);"
-        "print(time.perf_counter() - t)"
+        "x = x.astype('float32') / 255.0; t.append(time.perf_counter());"
+        "p = m.predict(x, verbose=0); t.append(time.perf_counter());"
+        "L = keras.layers; m = keras.Sequential([keras.Input(x.shape[1:]),"
+        " L.GlobalAveragePooling2D(), L.Dense(1, activation='sigmoid')]);"
+        "p = m.predict(x, verbose=0); t.append(time.perf_counter());"
+        "print(*np.diff(t))"
     )
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
         listing.write("\n".join(map(str, files)))
@@ -277,7 +350,7 @@ def seed_style(files: list[Path]) -> float | None:
     if result.returncode != 0:
         print(f"bench: seed-style run failed ({result.stderr.strip().splitlines()[-1:]})")
         return None
-    return float(result.stdout.strip().splitlines()[-1])
+    return SeedStyle(*map(float, result.stdout.strip().splitlines()[-1].split()))
 
 
 def repeated(files: list[Path], count: int, folder: Path) -> Path:
