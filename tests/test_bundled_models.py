@@ -49,7 +49,7 @@ def test_skin_model_separates_the_sample_lesions(tmp_path: Path) -> None:
     assert result.exit_code == 0
     metrics = json.loads((tmp_path / "r.json").read_text())["metrics"]
     assert metrics["n"] == 60
-    assert metrics["roc_auc"] > 0.75  # 0.819 for the model of 2026-11-22
+    assert metrics["roc_auc"] > 0.75  # 0.801 for the Lite2 model of 2026-11-22
     assert metrics["balanced_accuracy"] > 0.65  # 0.717
 
 
