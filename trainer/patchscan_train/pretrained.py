@@ -13,6 +13,7 @@ from __future__ import annotations
 import collections
 import pickle
 import struct
+from math import ceil
 from pathlib import Path
 from typing import Any
 
@@ -20,28 +21,18 @@ import keras
 import numpy as np
 from keras import layers
 
-# (expand ratio, kernel, stride, output channels, repeats) per stage. Lite2 is Lite0 scaled by
-# width 1.1 and depth 1.2, stem, head and the first and last stages' repeats held fixed.
-LITE_STAGES = {
-    "lite0": (
-        (1, 3, 1, 16, 1),
-        (6, 3, 2, 24, 2),
-        (6, 5, 2, 40, 2),
-        (6, 3, 2, 80, 3),
-        (6, 5, 1, 112, 3),
-        (6, 5, 2, 192, 4),
-        (6, 3, 1, 320, 1),
-    ),
-    "lite2": (
-        (1, 3, 1, 16, 1),
-        (6, 3, 2, 24, 3),
-        (6, 5, 2, 48, 3),
-        (6, 3, 2, 88, 4),
-        (6, 5, 1, 120, 4),
-        (6, 5, 2, 208, 5),
-        (6, 3, 1, 352, 1),
-    ),
-}
+# (expand ratio, kernel, stride, output channels, repeats) per stage of EfficientNet-Lite0.
+LITE0_STAGES = (
+    (1, 3, 1, 16, 1),
+    (6, 3, 2, 24, 2),
+    (6, 5, 2, 40, 2),
+    (6, 3, 2, 80, 3),
+    (6, 5, 1, 112, 3),
+    (6, 5, 2, 192, 4),
+    (6, 3, 1, 320, 1),
+)
+# (width, depth) multipliers of each variant over Lite0.
+SCALING = {"lite0": (1.0, 1.0), "lite2": (1.1, 1.2)}
 BN_EPSILON = 1e-3
 # The TF EfficientNet-Lite preprocessing: (pixel - 127) / 128.
 MEAN, STD = 127.0, 128.0
@@ -53,6 +44,30 @@ _STORAGE_DTYPES = {
     "DoubleStorage": np.float64,
     "HalfStorage": np.float16,
 }
+
+
+def stages(variant: str) -> list[tuple[int, int, int, int, int]]:
+    """Lite0's stages scaled as the EfficientNet-Lite builder does: channels by the width
+    multiplier rounded to a multiple of 8 (never more than 10% down), repeats by the depth
+    multiplier rounded up, the first and last stages' repeats held fixed."""
+    width, depth = SCALING[variant]
+
+    def channels(count: int) -> int:
+        scaled = count * width
+        rounded = max(8, int(scaled + 4) // 8 * 8)
+        return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+    last = len(LITE0_STAGES) - 1
+    return [
+        (
+            expand,
+            kernel,
+            stride,
+            channels(out),
+            repeats if i in (0, last) else ceil(repeats * depth),
+        )
+        for i, (expand, kernel, stride, out, repeats) in enumerate(LITE0_STAGES)
+    ]
 
 
 def weights_file(variant: str) -> Path:
@@ -116,7 +131,7 @@ def efficientnet_lite(variant: str, size: tuple[int, int]) -> keras.Model:
     x = layers.Rescaling(255.0 / STD, offset=-MEAN / STD, name="imagenet_scale")(inputs)
     x = _conv_bn(x, 32, 3, 2, "_conv_stem", "_bn0")
     channels, index = 32, 0
-    for expand, kernel, stride, out, repeats in LITE_STAGES[variant]:
+    for expand, kernel, stride, out, repeats in stages(variant):
         for repeat in range(repeats):
             x = _mbconv(x, channels, out, expand, kernel, stride if repeat == 0 else 1, index)
             channels, index = out, index + 1
