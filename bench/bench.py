@@ -144,7 +144,7 @@ def profile(files: list[Path], scan: Measured) -> Profile:
     pixels = [load_rgb(path, session.info.input_size) for path in sample]
     decode = time.process_time() - started
     started = time.process_time()
-    batch = batch_size_for(session.info.input_size)
+    batch = batch_size_for(session.info)
     for index in range(0, len(pixels), batch):
         session.predict(to_model_input(np.stack(pixels[index : index + batch])))
     model = time.process_time() - started

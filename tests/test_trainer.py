@@ -88,6 +88,92 @@ def test_tiny_training_run_exports_a_model_the_tool_runs(tmp_path: Path) -> None
     assert "Research use only" in (out / "idc.md").read_text()
 
 
+def test_reevaluating_a_run_gives_its_own_results_again(tmp_path: Path) -> None:
+    from patchscan_train.run import reevaluate
+
+    run = tmp_path / "run"
+    patients = pseudo_patients(tmp_path / "data")
+    run_training("idc", patients, run, epochs=1, seed=0, limit=48)
+    again = tmp_path / "again"
+    reevaluate("idc", patients, run, again)
+    first, second = (json.loads((f / "metrics.json").read_text()) for f in (run, again))
+    for key in ("threshold", "history", "training_seconds", "split"):
+        assert second[key] == first[key], key
+    assert second["test"]["roc_auc"] == pytest.approx(first["test"]["roc_auc"], abs=1e-6)
+    assert (
+        ModelSession(again / "idc.onnx").info.threshold
+        == ModelSession(run / "idc.onnx").info.threshold
+    )
+    assert (again / "idc.keras").is_file()  # the new folder can be re-evaluated in turn
+    shutil.rmtree(patients / "p0")  # other data, another split: refused, not misreported
+    with pytest.raises(ValueError, match="not the run's"):
+        reevaluate("idc", patients, run, tmp_path / "other")
+
+
+def tiny_lopsided_model(size: int = 8) -> "keras.Model":  # noqa: F821
+    """A conv net that sees where things are: its output changes when the image is flipped."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((size, size, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
+    x = keras.layers.Flatten()(x)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
+
+
+def dihedral(images: np.ndarray) -> list[np.ndarray]:
+    """The 8 views of (N, S, S, C) images, by numpy."""
+    turned = images.transpose(0, 2, 1, 3)
+    return [v for i in (images, turned) for v in (i, i[:, ::-1], i[:, :, ::-1], i[:, ::-1, ::-1])]
+
+
+def test_dihedral_views_average_the_model_over_flips_and_rotations() -> None:
+    from patchscan_train.nets import averaged_over_dihedral_views
+
+    model = tiny_lopsided_model()
+    served = averaged_over_dihedral_views(model)
+    images = np.random.default_rng(0).random((5, 8, 8, 3), dtype=np.float32)
+    plain = model.predict(images, verbose=0)
+    assert np.abs(model.predict(images[:, ::-1], verbose=0) - plain).max() > 1e-3
+    expected = np.mean([model.predict(v, verbose=0) for v in dihedral(images)], axis=0)
+    got = served.predict(images, verbose=0)
+    assert got.shape == (5, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    for view in dihedral(images):  # the mean is the same whichever way up the image comes
+        np.testing.assert_allclose(served.predict(view, verbose=0), got, atol=1e-6)
+
+
+def test_dihedral_views_refuse_images_that_are_not_square() -> None:
+    import keras
+
+    from patchscan_train.nets import averaged_over_dihedral_views
+
+    inputs = keras.Input((8, 6, 3))
+    model = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Flatten()(inputs)))
+    with pytest.raises(ValueError, match="square"):
+        averaged_over_dihedral_views(model)
+
+
+def test_dihedral_views_survive_onnx_export(tmp_path: Path) -> None:
+    from patchscan.imaging import to_model_input
+    from patchscan.model import ModelInfo
+    from patchscan_train.export import export_onnx
+    from patchscan_train.nets import averaged_over_dihedral_views
+
+    served = averaged_over_dihedral_views(tiny_lopsided_model())
+    info = ModelInfo("tiny", "1", "test", ("a", "b"), (8, 8), 0.5)
+    images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
+    difference = export_onnx(served, info, tmp_path / "tiny.onnx", images)
+    assert difference <= 1e-5
+    session = ModelSession(tmp_path / "tiny.onnx")
+    batch = to_model_input(images)
+    np.testing.assert_allclose(
+        session.predict(np.ascontiguousarray(batch[:, ::-1, ::-1])),
+        session.predict(batch),
+        atol=1e-6,
+    )
+
+
 def test_keep_best_restores_the_best_epoch_and_stops_after_patience() -> None:
     keras = pytest.importorskip("keras")
     from patchscan_train.train import KeepBest

@@ -236,13 +236,18 @@ def models() -> None:
             m = info.metrics
             click.echo(
                 f"{name}\t{info.version}\t{info.classes[0]} / {info.classes[1]}\t"
-                f"input {info.input_size[0]}x{info.input_size[1]}\tthreshold {info.threshold:g}"
+                f"input {info.input_size[0]}x{info.input_size[1]}{_views_note(info)}\t"
+                f"threshold {info.threshold:g}"
                 f"{_context_note(info)}\t"
                 f"test balanced acc. {m.get('balanced_accuracy', '?')}, ROC AUC {m.get('roc_auc', '?')}\t"
                 f"{info.description}"
             )
     except PatchscanError as exc:
         _fail(exc)
+
+
+def _views_note(info: ModelInfo) -> str:
+    return "" if info.views == 1 else f" (mean of {info.views} flips/rotations)"
 
 
 def _context_note(info: ModelInfo) -> str:

@@ -37,6 +37,9 @@ class ModelInfo:
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
     context: SlideContext | None = None  # slide models: how neighbours join a patch's call
+    # Images the network runs per input image: views of it averaged inside the graph (the skin
+    # model's 8 flips and rotations), which scale its compute and memory per image.
+    views: int = 1
 
     @property
     def positive(self) -> str:
@@ -63,6 +66,7 @@ class ModelInfo:
                 metrics=dict(raw.get("metrics", {})),
                 training=dict(raw.get("training", {})),
                 context=SlideContext.from_metadata(raw["context"]) if raw.get("context") else None,
+                views=int(raw.get("views", 1)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model metadata is incomplete or invalid: {exc}") from None
@@ -80,6 +84,7 @@ class ModelInfo:
             "metrics": self.metrics,
             "training": self.training,
             **({"context": self.context.to_metadata()} if self.context else {}),
+            **({"views": self.views} if self.views != 1 else {}),
         }
 
 

@@ -35,16 +35,18 @@ log = logging.getLogger(__name__)
 
 TILE = 8  # px per patch in the tissue mosaic of the report
 
-# Images per worker task and onnxruntime call, by pixels: 64 patches of 50x50, 6 photos of
-# 160x160. On one thread a bigger batch is no faster per image, only bigger: the skin model
-# took ~14.5 ms per photo and 160 MB per worker at 6 per batch, 20 ms and 450 MB at 64; an idc
-# scan at 128 patches per batch was no faster than at 64 and peaked 65 MB higher.
+# Images per worker task and onnxruntime call, by the pixels the network runs: 64 patches of
+# 50x50, 6 photos of 160x160, 1 photo in 8 views. On one thread a bigger batch is no faster per
+# image, only bigger: the Lite0 skin model took ~14.5 ms per photo and 160 MB per worker at 6 per
+# batch, 20 ms and 450 MB at 64; an idc scan at 128 patches per batch was no faster than at 64
+# and peaked 65 MB higher; 600 photos through the 8-view Lite2 model took 59 s and 178 MB at 1
+# per batch, 76 s and 339 MB at 6.
 PIXELS_PER_BATCH = 160_000
 
 
-def batch_size_for(input_size: tuple[int, int]) -> int:
-    width, height = input_size
-    return max(1, PIXELS_PER_BATCH // (width * height))
+def batch_size_for(info: ModelInfo) -> int:
+    width, height = info.input_size
+    return max(1, PIXELS_PER_BATCH // (width * height * info.views))
 
 
 # Not frozen, though nothing changes a Result once made: a frozen dataclass takes ~3 us to build
@@ -132,7 +134,7 @@ def classify(
     one onnxruntime batch.
     """
     model = ModelFile(session.path, session.sha256, session.info, tiles)
-    chunk_size = batch_size or batch_size_for(session.info.input_size)
+    chunk_size = batch_size or batch_size_for(session.info)
     for item in _classify_ahead(jobs, model, workers, chunk_size, window=4):
         if isinstance(item, Result):
             yield item

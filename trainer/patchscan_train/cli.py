@@ -40,3 +40,29 @@ def train(
     out = out or Path("runs") / f"{task}-{dt.datetime.now():%Y%m%d-%H%M%S}"
     summary = run_training(task, data, out, epochs=epochs, seed=seed, limit=limit)
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option(
+    "--run",
+    "run_folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A finished run folder (TASK.keras, metrics.json).",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder [the --run folder].")
+def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> None:
+    """Evaluate and export a trained RUN again without training: the same split, the task's
+    current threshold rule, dihedral views and slide context."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.run import reevaluate as reevaluate_run
+
+    try:
+        summary = reevaluate_run(task, data, run_folder, out or run_folder)
+    except (OSError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"{run_folder}: cannot re-evaluate: {exc}") from None
+    click.echo(json.dumps(summary, indent=2))

@@ -54,6 +54,9 @@ class Task:
     # Slide context (patchscan.context) as (radius, self weight), for tasks whose images are
     # patches of slides with x, y in their names; its threshold is chosen like the model's own.
     context: tuple[int, float] | None = None
+    # Evaluate and export the model averaged over the 8 flips and right-angle rotations of each
+    # image (nets.averaged_over_dihedral_views), for images that have no up or left.
+    dihedral_views: bool = False
 
 
 TASKS = {
@@ -92,8 +95,13 @@ TASKS = {
         "Apache-2.0). Research use only, not a diagnostic device.",
         data_summary="HAM10000 + ISIC 2017: 11,145 dermoscopy images, split by lesion",
         threshold_rule="balanced_accuracy",  # screening: missing a melanoma costs the most
+        dihedral_views=True,  # validation ROC AUC 0.897 -> 0.904; test 0.876 -> 0.882
     ),
 }
+
+
+# What a run records about its training, so that `reevaluate` can finish it again.
+TRAINING_RECORD = ("history", "training_seconds", "epochs_run", "seed", "limit")
 
 
 def run_training(
@@ -106,24 +114,77 @@ def run_training(
         batch_size=task.fit.batch_size if not limit else 8,
         seed=seed,
     )
+    splits = load_splits(task, root, seed, limit)
+    images = {k: data.load_images(v, task.size) for k, v in splits.items()}
+    model = task.build(task.size)
+    history, seconds = fit(
+        model,
+        (images["train"], data.labels(splits["train"])),
+        (images["val"], data.labels(splits["val"])),
+        settings,
+        task.augment,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / f"{task.name}.keras")  # first: nothing after it may cost the training
+    training = dict(
+        history=history,
+        training_seconds=seconds,
+        epochs_run=len(history["loss"]),
+        seed=seed,
+        limit=limit,
+    )
+    return finish(task, model, training, splits, images, out)
+
+
+def reevaluate(task_name: str, root: Path, run: Path, out: Path) -> dict[str, Any]:
+    """Evaluate and export the trained model of `run` again, on the run's own split, with the
+    task's current recipe (threshold rule, dihedral views, slide context): an hour of training
+    is not redone to change how its model is judged or served."""
+    task = TASKS[task_name]
+    recorded = json.loads((run / "metrics.json").read_text())
+    training = {key: recorded.get(key) for key in TRAINING_RECORD}
+    splits = load_splits(task, root, training["seed"], training["limit"])
+    sizes = {k: len(v) for k, v in splits.items()}
+    if sizes != recorded["split_sizes"]:
+        raise ValueError(f"{root} splits into {sizes}, not the run's {recorded['split_sizes']}")
+    model = keras.models.load_model(run / f"{task.name}.keras")
+    images = {k: data.load_images(splits[k], task.size) for k in ("val", "test")}
+    out.mkdir(parents=True, exist_ok=True)
+    if out.resolve() != run.resolve():
+        model.save(out / f"{task.name}.keras")
+    return finish(task, model, training, splits, images, out)
+
+
+def load_splits(
+    task: Task, root: Path, seed: int, limit: int | None
+) -> dict[str, list[data.Example]]:
     examples = task.examples(root)
     if limit:
         examples = _spread(examples, limit, seed)
     splits = data.split_by_group(examples, seed)
     log.info("split: %s", {k: (len(v), len({e.group for e in v})) for k, v in splits.items()})
-    images = {k: data.load_images(v, task.size) for k, v in splits.items()}
-    y = {k: data.labels(v) for k, v in splits.items()}
+    return splits
 
-    model = task.build(task.size)
-    history, seconds = fit(
-        model, (images["train"], y["train"]), (images["val"], y["val"]), settings, task.augment
-    )
-    scores = {k: predict(model, images[k]) for k in ("val", "test")}
+
+def finish(
+    task: Task,
+    model: keras.Model,
+    training: dict[str, Any],
+    splits: dict[str, list[data.Example]],
+    images: dict[str, np.ndarray],
+    out: Path,
+) -> dict[str, Any]:
+    """Threshold, evaluation, report, ONNX export and model card of a trained model."""
+    views = nets.DIHEDRAL_VIEWS if task.dihedral_views else 1
+    served = nets.averaged_over_dihedral_views(model) if task.dihedral_views else model
+    y = {k: data.labels(splits[k]) for k in ("val", "test")}
+    # 512 images a step, views included: 8 views of 512 photos took 6 GB.
+    scores = {k: predict(served, images[k], 512 // views) for k in ("val", "test")}
     choose_threshold, threshold_rule = THRESHOLD_RULES[task.threshold_rule]
     threshold = choose_threshold(y["val"], scores["val"])
     groups = {k: [e.group for e in splits[k]] for k in ("val", "test")}
     results = {
-        k: evaluate(y[k], scores[k], threshold, groups[k] if task_name == "idc" else None)
+        k: evaluate(y[k], scores[k], threshold, groups[k] if task.name == "idc" else None)
         for k in ("val", "test")
     }
     context = None
@@ -133,21 +194,22 @@ def run_training(
     results.update(
         threshold=threshold,
         threshold_rule=threshold_rule,
-        training_seconds=seconds,
-        epochs_run=len(history["loss"]),
+        **training,
+        test_time_views=views,
         parameters=int(model.count_params()),
-        macs=count_macs(model),
+        macs=count_macs(model) * views,
         split={
-            k: sorted({e.group for e in v}) if task_name == "idc" else len(v)
+            k: sorted({e.group for e in v}) if task.name == "idc" else len(v)
             for k, v in splits.items()
         },
         split_sizes={k: len(v) for k, v in splits.items()},
-        seed=seed,
         machine=f"{platform.machine()}, {platform.processor() or 'cpu'}",
         tensorflow=tf.__version__,
     )
     title = f"patchscan {task.name} model, trained {dt.date.today()}"
-    write_run_report(out, title, history, results, (y["test"], scores["test"]), task.classes)
+    write_run_report(
+        out, title, training["history"], results, (y["test"], scores["test"]), task.classes
+    )
 
     info = ModelInfo(
         name=task.name,
@@ -163,18 +225,19 @@ def run_training(
         },
         training={
             "data": task.data_summary,
-            "split": "by patient" if task_name == "idc" else "by lesion",
+            "split": "by patient" if task.name == "idc" else "by lesion",
             "split_sizes": results["split_sizes"],
             "threshold_rule": threshold_rule,
-            "seed": seed,
+            "test_time_views": views,
+            "seed": training["seed"],
             "parameters": results["parameters"],
             "macs": results["macs"],
-            "training_seconds": round(seconds),
+            "training_seconds": round(training["training_seconds"]),
         },
         context=context,
+        views=views,
     )
-    model.save(out / f"{task.name}.keras")  # for the seed-style comparison in `make bench`
-    difference = export_onnx(model, info, out / f"{task.name}.onnx", images["test"][:500])
+    difference = export_onnx(served, info, out / f"{task.name}.onnx", images["test"][:500])
     results["onnx_max_difference"] = difference
     results["onnx_images_per_second"] = onnx_throughput(out / f"{task.name}.onnx", images["test"])
     (out / "metrics.json").write_text(json.dumps(results, indent=2, default=float))

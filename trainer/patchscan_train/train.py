@@ -119,6 +119,6 @@ def validation_logs(y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     }
 
 
-def predict(model: keras.Model, images: np.ndarray) -> np.ndarray:
+def predict(model: keras.Model, images: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """P(positive) per uint8 image."""
-    return model.predict(to_model_input(images), batch_size=512, verbose=0).reshape(-1)
+    return model.predict(to_model_input(images), batch_size=batch_size, verbose=0).reshape(-1)
