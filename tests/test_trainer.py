@@ -105,6 +105,13 @@ def test_reevaluating_a_run_gives_its_own_results_again(tmp_path: Path) -> None:
         == ModelSession(run / "idc.onnx").info.threshold
     )
     assert (again / "idc.keras").is_file()  # the new folder can be re-evaluated in turn
+    old = tmp_path / "old"  # a run folder from before the history was kept
+    shutil.copytree(run, old)
+    recorded = json.loads((old / "metrics.json").read_text())
+    del recorded["history"]
+    (old / "metrics.json").write_text(json.dumps(recorded))
+    with pytest.raises(ValueError, match="no training history"):
+        reevaluate("idc", patients, old, old)
     shutil.rmtree(patients / "p0")  # other data, another split: refused, not misreported
     with pytest.raises(ValueError, match="not the run's"):
         reevaluate("idc", patients, run, tmp_path / "other")

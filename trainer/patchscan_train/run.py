@@ -143,6 +143,8 @@ def reevaluate(task_name: str, root: Path, run: Path, out: Path) -> dict[str, An
     task = TASKS[task_name]
     recorded = json.loads((run / "metrics.json").read_text())
     training = {key: recorded.get(key) for key in TRAINING_RECORD}
+    if training["history"] is None:
+        raise ValueError("its metrics.json has no training history (a run from before 2026-11-22)")
     splits = load_splits(task, root, training["seed"], training["limit"])
     sizes = {k: len(v) for k, v in splits.items()}
     if sizes != recorded["split_sizes"]:
