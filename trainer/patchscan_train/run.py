@@ -230,7 +230,6 @@ def finish(
             "split": "by patient" if task.name == "idc" else "by lesion",
             "split_sizes": results["split_sizes"],
             "threshold_rule": threshold_rule,
-            "test_time_views": views,
             "seed": training["seed"],
             "parameters": results["parameters"],
             "macs": results["macs"],
