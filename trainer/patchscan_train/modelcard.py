@@ -52,7 +52,7 @@ Confusion matrix (test; rows true {info.classes[0]}, {info.classes[1]}; columns 
 {groups_section}{_context_section(info, results)}
 ## Model
 {_first_sentence(task.build.__doc__)} Input {info.input_size[0]}x{info.input_size[1]} RGB scaled
-to [0, 1] (patchscan.imaging).{_views_sentence(results)}
+to [0, 1] (patchscan.imaging).{_views_sentence(info)}
 {results["parameters"]:,} parameters, {results["macs"] / 1e6:.1f} M multiply-accumulates per image,
 {results["onnx_images_per_second"]:,.0f} images/s in onnxruntime on the training machine (batch 64).
 Trained {results["epochs_run"]} epochs in {results["training_seconds"] / 60:.1f} min on
@@ -90,12 +90,11 @@ Confusion matrix (test): {test["confusion_matrix"]}
 """
 
 
-def _views_sentence(results: dict[str, Any]) -> str:
-    views = results.get("test_time_views", 1)
-    if views == 1:
+def _views_sentence(info: ModelInfo) -> str:
+    if info.views == 1:
         return ""
     return (
-        f"\nEach image's probability is the mean over its {views} flips and right-angle rotations"
+        f"\nEach image's probability is the mean over its {info.views} flips and right-angle rotations"
         " (inside the ONNX graph); every figure here, speed included, is of that mean."
     )
 

@@ -197,7 +197,6 @@ def finish(
         threshold=threshold,
         threshold_rule=threshold_rule,
         **training,
-        test_time_views=views,
         parameters=int(model.count_params()),
         macs=count_macs(model) * views,
         split={
