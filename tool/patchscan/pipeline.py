@@ -16,12 +16,13 @@ from __future__ import annotations
 import collections
 import logging
 import multiprocessing
+import os
 import signal
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from patchscan.context import SlideContext
 from patchscan.discover import Candidate, Stamp
@@ -68,9 +69,9 @@ class Result:
         return not self.error
 
 
-@dataclass(frozen=True)
-class Classified:
-    """A worker's answer for one image: its probability, or why there is none."""
+class Classified(NamedTuple):
+    """A worker's answer for one image: its probability, or why there is none. (A tuple: one is
+    built and pickled per file.)"""
 
     name: NameInfo
     probability: float | None
@@ -104,7 +105,7 @@ class Workers:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
-                initializer=_ignore_ctrl_c,
+                initializer=_start_worker,
             )
         return self._pool.submit(_classify_in_worker, chunk, model)
 
@@ -274,6 +275,9 @@ def _classify_in_worker(chunk: list[Candidate], model: ModelFile) -> list[Classi
     return classify_chunk(chunk, model)
 
 
-def _ignore_ctrl_c() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them after saving."""
+def _start_worker() -> None:
+    """Workers leave Ctrl-C to the main process, which stops them after saving. Before numpy is
+    imported: its OpenBLAS would start a thread per core (0.1 s of CPU per worker) for matrix
+    products a worker never does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
