@@ -216,3 +216,32 @@ def test_shades_of_grey_removes_a_colour_cast() -> None:
     assert means.max() - means.min() < 0.01  # the channels are balanced again
     ratio = corrected / plain  # the cast is gone, not just reduced: only brightness is left
     assert ratio.std() / ratio.mean() < 1e-5
+
+
+def test_distilled_student_learns_the_mean_of_label_and_teacher() -> None:
+    keras = pytest.importorskip("keras")
+    from patchscan_train.train import Distilled
+
+    def one_unit(bias: float) -> keras.Model:
+        return keras.Sequential(
+            [
+                keras.Input((2, 2, 3)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(
+                    1,
+                    activation="sigmoid",
+                    kernel_initializer="zeros",
+                    bias_initializer=keras.initializers.Constant(bias),
+                ),
+            ]
+        )
+
+    images = np.random.default_rng(0).random((64, 2, 2, 3)).astype(np.float32)
+    labels = np.zeros(64, np.float32)
+    teacher, student = one_unit(10.0), one_unit(0.0)  # the teacher says positive (~1) to all
+    model = Distilled(student, teacher)
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="binary_crossentropy")
+    model.fit(images, labels, epochs=100, batch_size=64, verbose=0)
+    # Alone, the labels would drive the student to 0; half the target is the teacher's ~1.
+    assert student.predict(images, verbose=0).mean() == pytest.approx(0.5, abs=0.03)
+    assert teacher.get_weights()[1][0] == pytest.approx(10.0)  # the teacher learns nothing

@@ -52,7 +52,7 @@ Confusion matrix (test; rows true {info.classes[0]}, {info.classes[1]}; columns 
 {groups_section}{_context_section(info, results)}
 ## Model
 {_first_sentence(task.build.__doc__)} Input {info.input_size[0]}x{info.input_size[1]} RGB scaled
-to [0, 1] (patchscan.imaging).{_views_sentence(info)}
+to [0, 1] (patchscan.imaging).{_views_sentence(info)}{_teacher_sentence(task)}
 {results["parameters"]:,} parameters, {results["macs"] / 1e6:.1f} M multiply-accumulates per image,
 {results["onnx_images_per_second"]:,.0f} images/s in onnxruntime on the training machine (batch 64).
 Trained {results["epochs_run"]} epochs in {results["training_seconds"] / 60:.1f} min on
@@ -96,6 +96,15 @@ def _views_sentence(info: ModelInfo) -> str:
     return (
         f"\nEach image's probability is the mean over its {info.views} flips and right-angle rotations"
         " (inside the ONNX graph); every figure here, speed included, is of that mean."
+    )
+
+
+def _teacher_sentence(task: Any) -> str:
+    if task.teacher is None:
+        return ""
+    return (
+        f"\nTrained towards the mean of each label and the probability that {task.teacher.stem}"
+        " (an earlier, bigger model) gives the same augmented image."
     )
 
 
