@@ -86,9 +86,9 @@ class Distilled(keras.Model):
     """Trains `student` towards the mean of each image's label and `teacher`'s probability for
     the same augmented image (knowledge distillation, Hinton et al. 2015).
 
-    A small student fitted to hard labels alone loses more ROC AUC than one that also learns
-    how sure a bigger model is: the teacher's soft targets rank the doubtful patches.
-    Metrics and validation see the student's own output against the true labels.
+    Besides each label, the student learns how sure a bigger model is of the image: the soft
+    targets rank the doubtful patches, which hard labels leave tied. Metrics and validation see
+    the student's own output against the true labels.
     """
 
     TEACHER_SHARE = 0.5
