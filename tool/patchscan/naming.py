@@ -32,7 +32,8 @@ def parse_name(path: str | Path, classes: tuple[str, ...]) -> NameInfo:
     this runs for every patch of a scan).
     """
     name = os.path.basename(path)
-    stem = name[: name.rfind(".")] if name.rfind(".") > 0 else name
+    dot = name.rfind(".")
+    stem = name[:dot] if dot > 0 else name
     match = _PATCH_NAME.match(stem)
     if match:
         group, x, y, number = match.groups()
