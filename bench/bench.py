@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 
 from patchscan.imaging import load_rgb, to_model_input
-from patchscan.model import ModelSession, resolve_model
+from patchscan.model import Model, Session, resolve_model
 from patchscan.pipeline import batch_size_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +139,7 @@ def profile(files: list[Path], scan: Measured) -> Profile:
     """Row 2's CPU by process, and decode and the model on the scan's batches each timed alone
     on one core: a profile, not a guess."""
     sample = files[:: max(1, len(files) // 4000)]
-    session = ModelSession(resolve_model("idc"), threads=1)
+    session = Session(Model.open(resolve_model("idc")), threads=1)
     started = time.process_time()
     pixels = [load_rgb(path, session.info.input_size) for path in sample]
     decode = time.process_time() - started

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from patchscan.cli import main
 from patchscan.imaging import load_rgb, to_model_input
-from patchscan.model import ModelSession, bundled_models
+from patchscan.model import Model, Session, bundled_models
 from patchscan.pipeline import batch_size_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,8 +19,7 @@ SHARED_IDC = ROOT.parent / "shared" / "data" / "idc"
 
 @pytest.mark.parametrize("name", sorted(bundled_models()))
 def test_bundled_model_metadata_is_complete(name: str) -> None:
-    session = ModelSession(bundled_models()[name])
-    info = session.info
+    info = Model.open(bundled_models()[name]).info
     assert info.name == name and info.version and info.description
     assert 0 < info.threshold < 1
     for key in ("balanced_accuracy", "roc_auc", "f1"):
@@ -59,9 +58,9 @@ def test_skin_model_separates_the_sample_lesions(tmp_path: Path) -> None:
 def test_skin_model_answers_the_same_whichever_way_up_a_photo_comes() -> None:
     """Its 8 flips and rotations are averaged inside the graph; the metadata says so, and the
     scan sizes its batches by the pixels the network runs (1 photo, 8 views)."""
-    session = ModelSession(bundled_models()["skin"])
+    session = Session(Model.open(bundled_models()["skin"]))
     assert session.info.views == 8 and batch_size_for(session.info) == 1
-    assert batch_size_for(ModelSession(bundled_models()["idc"]).info) == 64
+    assert batch_size_for(Model.open(bundled_models()["idc"]).info) == 64
     photo = load_rgb(next((ROOT / "assets" / "samples" / "skin").rglob("*.jpg")), (160, 160))
     views = np.stack([photo, photo[::-1], photo[:, ::-1], np.rot90(photo), np.rot90(photo, 3)])
     probabilities = session.predict(to_model_input(views))

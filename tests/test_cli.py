@@ -191,9 +191,9 @@ def test_ctrl_c_keeps_what_was_done(
     classified = []
     real_submit = pipeline.Workers.submit
 
-    def counting(self, chunk, model):  # type: ignore[no-untyped-def]
+    def counting(self, chunk, model, tiles):  # type: ignore[no-untyped-def]
         classified.append(len(chunk))
-        return real_submit(self, chunk, model)
+        return real_submit(self, chunk, model, tiles)
 
     monkeypatch.setattr(pipeline.Workers, "submit", counting)
     rerun = run("scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv"))

@@ -12,7 +12,8 @@ from patchscan.cli import main
 from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
 from patchscan.naming import NameInfo
-from patchscan.pipeline import Result, with_context
+from patchscan.pipeline import with_context
+from patchscan.results import Labels, Result
 
 TINY_CONTEXT = Path(__file__).parent / "data" / "tiny_context.onnx"
 CONTEXT = SlideContext(step=50, radius=1, self_weight=2.0, threshold=0.5)
@@ -49,7 +50,7 @@ def test_stage_keeps_order_scores_each_slide_on_its_own_and_passes_the_rest() ->
         result("b", 1, 51, 0.9),  # adjacent to a's (1, 1) by position, but another slide
         result("c", None, None, 0.45),  # no position: own probability and threshold
     ]
-    out = list(with_context(results, INFO, threshold=None))
+    out = list(with_context(results, CONTEXT, Labels.of(INFO)))
     assert [r.path for r in out] == [r.path for r in results]
     assert out[0].context == pytest.approx((2 * 0.2 + 0.9) / 3) and out[0].label == "non-IDC"
     assert out[1].context == pytest.approx((2 * 0.9 + 0.2) / 3) and out[1].label == "IDC"
@@ -60,7 +61,7 @@ def test_stage_keeps_order_scores_each_slide_on_its_own_and_passes_the_rest() ->
 
 def test_a_given_threshold_applies_to_the_context_score() -> None:
     results = [result("a", 1, 1, 0.2), result("a", 51, 1, 0.9)]
-    out = list(with_context(results, INFO, threshold=0.45))
+    out = list(with_context(results, CONTEXT, Labels.of(INFO, 0.45)))
     assert [r.label for r in out] == ["non-IDC", "IDC"]  # scores 0.433, 0.667
 
 
@@ -72,7 +73,7 @@ def test_ctrl_c_hands_over_the_slide_held_back() -> None:
 
     got = []
     with pytest.raises(KeyboardInterrupt):
-        for r in with_context(interrupted(), INFO, threshold=None):
+        for r in with_context(interrupted(), CONTEXT, Labels.of(INFO)):
             got.append(r)
     assert [r.context is not None for r in got] == [True, True]
 

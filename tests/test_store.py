@@ -24,9 +24,9 @@ def predicted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     counts: list[int] = []
     real = pipeline.Workers.submit
 
-    def counting(self: pipeline.Workers, chunk: list, model: object) -> object:  # type: ignore[type-arg]
+    def counting(self: pipeline.Workers, chunk: list, model: object, tiles: bool) -> object:  # type: ignore[type-arg]
         counts.append(len(chunk))
-        return real(self, chunk, model)  # type: ignore[arg-type]
+        return real(self, chunk, model, tiles)  # type: ignore[arg-type]
 
     monkeypatch.setattr(pipeline.Workers, "submit", counting)
     return counts
@@ -82,7 +82,7 @@ def test_a_fully_known_rescan_never_starts_onnxruntime_or_workers(
     def refuse(*args: object) -> None:
         raise AssertionError("the model or a worker was started")
 
-    monkeypatch.setattr(model.ModelSession, "_start", refuse)
+    monkeypatch.setattr(model.Session, "__init__", refuse)
     monkeypatch.setattr(pipeline.Workers, "submit", refuse)
     assert scan(patches, tiny_model, tmp_path) == first
 

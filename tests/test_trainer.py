@@ -9,7 +9,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
-from patchscan.model import ModelSession  # noqa: E402
+from patchscan.model import Model, Session  # noqa: E402
 from patchscan_train import data  # noqa: E402
 from patchscan_train.run import run_training  # noqa: E402
 
@@ -70,7 +70,7 @@ def test_tiny_training_run_exports_a_model_the_tool_runs(tmp_path: Path) -> None
     )
     for name in ("idc.onnx", "idc.md", "metrics.json", "report.html", "roc.png", "curves.png"):
         assert (out / name).is_file(), name
-    session = ModelSession(out / "idc.onnx")
+    session = Session(Model.open(out / "idc.onnx"))
     assert session.info.classes == ("non-IDC", "IDC") and session.info.input_size == (50, 50)
     assert session.info.threshold == pytest.approx(summary["threshold"], abs=1e-4)
     assert session.info.training["split"] == "by patient"
@@ -101,8 +101,7 @@ def test_reevaluating_a_run_gives_its_own_results_again(tmp_path: Path) -> None:
         assert second[key] == first[key], key
     assert second["test"]["roc_auc"] == pytest.approx(first["test"]["roc_auc"], abs=1e-6)
     assert (
-        ModelSession(again / "idc.onnx").info.threshold
-        == ModelSession(run / "idc.onnx").info.threshold
+        Model.open(again / "idc.onnx").info.threshold == Model.open(run / "idc.onnx").info.threshold
     )
     assert (again / "idc.keras").is_file()  # the new folder can be re-evaluated in turn
     old = tmp_path / "old"  # a run folder from before the history was kept
@@ -172,7 +171,7 @@ def test_dihedral_views_survive_onnx_export(tmp_path: Path) -> None:
     images = np.random.default_rng(0).integers(0, 256, (20, 8, 8, 3), dtype=np.uint8)
     difference = export_onnx(served, info, tmp_path / "tiny.onnx", images)
     assert difference <= 1e-5
-    session = ModelSession(tmp_path / "tiny.onnx")
+    session = Session(Model.open(tmp_path / "tiny.onnx"))
     batch = to_model_input(images)
     np.testing.assert_allclose(
         session.predict(np.ascontiguousarray(batch[:, ::-1, ::-1])),

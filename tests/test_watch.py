@@ -19,8 +19,8 @@ from PIL import Image
 
 from conftest import SAMPLES
 from patchscan import watch as watch_module
-from patchscan.pipeline import Result
 from patchscan.report.csv_writer import COLUMNS
+from patchscan.results import Result
 from patchscan.watch import Watcher, WatchSettings
 
 SETTLE = 0.3

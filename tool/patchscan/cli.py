@@ -142,7 +142,7 @@ def scan(
         batch_size=batch_size,
         force=force,
     )
-    if to_stdout and settings.outputs:
+    if to_stdout and settings.outputs.paths:
         raise click.UsageError("--csv - (stdout) cannot be combined with --json or --report")
     command = shlex.join(["patchscan", *sys.argv[1:]])
     with _progress(quiet) as on_result:
@@ -155,7 +155,7 @@ def scan(
             counts,
             f"{outcome.errors:,}",
         )
-        for output in settings.outputs:
+        for output in settings.outputs.paths:
             log.info(
                 "%s %s", "unchanged since the last scan:" if outcome.unchanged else "wrote", output
             )
@@ -210,7 +210,7 @@ def watch(
     previous = [signal.signal(signum, lambda *_: stop.set()) for signum in signals]
     command = shlex.join(["patchscan", *sys.argv[1:]])
     try:
-        classified = _run_or_fail(Watcher(settings, stop, command).run)
+        classified = _run_or_fail(lambda: Watcher(settings, stop, command).run())
     finally:
         for signum, handler in zip(signals, previous, strict=True):
             signal.signal(signum, handler)

@@ -24,8 +24,8 @@ from typing import Any
 from patchscan import __version__
 from patchscan.errors import PatchscanError
 from patchscan.model import bundled_models, read_info
-from patchscan.pipeline import Result
 from patchscan.resources import assets_dir
+from patchscan.results import Result
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,14 @@ class App:
 
         self.events.put(("total", sum(1 for c in discover([folder]) if not c.skip)))
         csv, json_path, report = self._outputs(folder)
-        settings = ScanSettings((folder,), model, csv=csv, json=json_path, report=report)
+        settings = ScanSettings((folder,), model=model, csv=csv, json=json_path, report=report)
         self._guarded(lambda: run_scan(settings, "patchscan (window)", self._on_result))
 
     def _watch(self, folder: Path, model: str) -> None:
         from patchscan.watch import Watcher, WatchSettings
 
         csv, json_path, report = self._outputs(folder)
-        settings = WatchSettings(folder, model, csv=csv, json=json_path, report=report)
+        settings = WatchSettings(folder, model=model, csv=csv, json=json_path, report=report)
         self._guarded(
             lambda: Watcher(settings, self.stop, "patchscan (window)", self._on_result).run()
         )

@@ -1,8 +1,12 @@
-"""The model session: the only module that imports onnxruntime.
+"""The model: the only module that imports onnxruntime.
 
 A patchscan model is an ONNX file whose metadata entry `patchscan` holds a JSON object with
 everything inference needs (input size, classes, threshold) and what a report should say about
 it (version, metrics, training data, license). Nothing else is read from anywhere.
+
+Two things, kept apart: `Model` is the file as a value (path, sha256, metadata), cheap, picklable,
+what the books and the reports need; `Session` is onnxruntime running it, built only where images
+are classified (the scan's workers), never in a scan's main process.
 """
 
 from __future__ import annotations
@@ -44,9 +48,6 @@ class ModelInfo:
     @property
     def positive(self) -> str:
         return self.classes[1]
-
-    def label(self, probability: float, threshold: float) -> str:
-        return self.classes[1] if probability >= threshold else self.classes[0]
 
     @classmethod
     def from_metadata(cls, raw: dict[str, Any]) -> ModelInfo:
@@ -181,35 +182,30 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
         shift += 7
 
 
-class ModelSession:
-    """One onnxruntime CPU session, started only when there is something to classify.
+@dataclass(frozen=True)
+class Model:
+    """A model file as a value: where it is, its sha256 (what stored results are keyed on) and
+    what its metadata says. Picklable: this is what a worker is sent to build its Session from."""
 
-    The metadata is read from the file (or given, as the result store remembers it), so a
-    process that never classifies — the scan's main process, a fully known rescan — never
-    imports onnxruntime at all.
-    """
+    path: Path
+    sha256: str
+    info: ModelInfo
 
-    def __init__(
-        self, path: Path, threads: int = 0, info: ModelInfo | None = None, sha256: str = ""
-    ) -> None:
-        self.path = path
-        self.sha256 = sha256 or file_sha256(path)
-        self._threads = threads
-        self._session: Any = None
-        self.info = info if info is not None else read_info(path)
+    @classmethod
+    def open(cls, path: Path) -> Model:
+        """The model at `path`, its metadata read from the file without onnxruntime."""
+        return cls(path, file_sha256(path), read_info(path))
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """P(positive class) for a float32 batch (N, H, W, 3) in [0, 1]."""
-        if self._session is None:
-            self._start()
-        (output,) = self._session.run(None, {self._input: batch})
-        return output.reshape(len(batch)).astype("float32", copy=False)
 
-    def _start(self) -> None:
+class Session:
+    """One onnxruntime CPU session running `model`: only where images are classified."""
+
+    def __init__(self, model: Model, threads: int = 0) -> None:
         import onnxruntime as ort
 
+        self.model = model
         options = ort.SessionOptions()
-        options.intra_op_num_threads = self._threads
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = False  # same speed here, 60 MB less peak memory
         # Without the arena, memory patterns leave each worker growing with every batch (77 MB
@@ -217,8 +213,17 @@ class ModelSession:
         options.enable_mem_pattern = False
         # No spinning: a waiting watch loop must not burn a core between batches.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = _new_session(self.path, options)
+        self._session = _new_session(model.path, options)
         self._input = self._session.get_inputs()[0].name
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.model.info
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """P(positive class) for a float32 batch (N, H, W, 3) in [0, 1]."""
+        (output,) = self._session.run(None, {self._input: batch})
+        return output.reshape(len(batch)).astype("float32", copy=False)
 
 
 def _new_session(path: Path, options: Any) -> Any:

@@ -20,21 +20,13 @@ import os
 import signal
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
 
 from patchscan.context import SlideContext
-from patchscan.discover import Candidate, Stamp
-from patchscan.model import ModelInfo, ModelSession
-from patchscan.naming import NameInfo
-
-if TYPE_CHECKING:
-    import numpy as np
+from patchscan.discover import Candidate
+from patchscan.model import Model, ModelInfo
+from patchscan.results import Classified, Labels, Result
 
 log = logging.getLogger(__name__)
-
-TILE = 8  # px per patch in the tissue mosaic of the report
 
 # Images per worker task and onnxruntime call, by the pixels the network runs: 64 patches of
 # 50x50, 6 photos of 160x160, 1 photo in 8 views. On one thread a bigger batch is no faster per
@@ -50,45 +42,6 @@ def batch_size_for(info: ModelInfo) -> int:
     return max(1, PIXELS_PER_BATCH // (width * height * info.views))
 
 
-# Not frozen, though nothing changes a Result once made: a frozen dataclass takes ~3 us to build
-# instead of ~0.5, and the main process builds one or two per file.
-@dataclass(slots=True)
-class Result:
-    path: str  # as discovery found it (see Candidate)
-    name: NameInfo
-    probability: float | None = None
-    label: str = ""
-    error: str = ""
-    tile: np.ndarray | None = None  # a TILE x TILE thumbnail, only for patches with x, y
-    stamp: Stamp | None = None  # the file's (size, mtime_ns) when it was read
-    known: bool = False  # came from the result store, not from the model just now
-    context: float | None = None  # slide-context score (context.py), which then set the label
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-
-class Classified(NamedTuple):
-    """A worker's answer for one image: its probability, or why there is none. (A tuple: one is
-    built and pickled per file.)"""
-
-    name: NameInfo
-    probability: float | None
-    tile: np.ndarray | None
-    error: str
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """What a worker needs to classify with the run's model (a session is not picklable)."""
-
-    path: Path
-    sha256: str
-    info: ModelInfo
-    tiles: bool  # thumbnails for the report's slide mosaic
-
-
 class Workers:
     """Worker processes that read, decode and classify: started on first use, reused after.
 
@@ -100,14 +53,14 @@ class Workers:
         self.workers = workers
         self._pool: ProcessPoolExecutor | None = None
 
-    def submit(self, chunk: list[Candidate], model: ModelFile) -> Future[list[Classified]]:
+    def submit(self, chunk: list[Candidate], model: Model, tiles: bool) -> Future[list[Classified]]:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
                 initializer=_start_worker,
             )
-        return self._pool.submit(_classify_in_worker, chunk, model)
+        return self._pool.submit(_classify_in_worker, chunk, model, tiles)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -123,8 +76,8 @@ class Workers:
 
 def classify(
     jobs: Iterable[Candidate | Result],
-    session: ModelSession,
-    threshold: float,
+    model: Model,
+    labels: Labels,
     batch_size: int | None,
     workers: Workers,
     tiles: bool,
@@ -132,11 +85,10 @@ def classify(
     """Yield one Result per job, in order: images are classified, Results pass through.
 
     `batch_size` images (None: batch_size_for the model's input) go to a worker at a time, as
-    one onnxruntime batch.
+    one onnxruntime batch; with `tiles`, positioned patches come back with a thumbnail.
     """
-    model = ModelFile(session.path, session.sha256, session.info, tiles)
-    chunk_size = batch_size or batch_size_for(session.info)
-    for item in _classify_ahead(jobs, model, workers, chunk_size, window=4):
+    chunk_size = batch_size or batch_size_for(model.info)
+    for item in _classify_ahead(jobs, model, tiles, workers, chunk_size, window=4):
         if isinstance(item, Result):
             yield item
             continue
@@ -146,7 +98,7 @@ def classify(
             image.path,
             answer.name,
             probability=probability,
-            label="" if probability is None else session.info.label(probability, threshold),
+            label="" if probability is None else labels.of_probability(probability),
             error=answer.error,
             tile=answer.tile,
             stamp=image.stamp,
@@ -154,25 +106,23 @@ def classify(
 
 
 def with_context(
-    results: Iterable[Result], info: ModelInfo, threshold: float | None
+    results: Iterable[Result], context: SlideContext | None, labels: Labels
 ) -> Generator[Result, None, None]:
     """`results` in the same order, the positioned patches of each slide with their context score
-    and labelled by it (at `threshold` when given, else the context's own).
+    and labelled by it (labels.of_context); everything as it is for a model without `context`.
 
     Results are held back while they belong to the slide being read; a slide met again after
     another one (patches split across far-apart folders) is scored per stretch, with a warning.
     """
-    context, cut = info.context, context_threshold(info, threshold)
-    if context is None or cut is None:
+    if context is None:
         yield from results
         return
-    classes = info.classes
     held: list[Result] = []
     done: set[str] = set()
     try:
         for result in results:
             if held and result.name.group != held[0].name.group:
-                yield from _scored(held, context, cut, classes)
+                yield from _scored(held, context, labels)
                 done.add(held[0].name.group)
                 held = []
             if not held and result.name.group in done:
@@ -184,22 +134,12 @@ def with_context(
             held.append(result)
     except KeyboardInterrupt:
         # Ctrl-C: hand over what was held, then stop as asked.
-        yield from _scored(held, context, cut, classes)
+        yield from _scored(held, context, labels)
         raise
-    yield from _scored(held, context, cut, classes)
+    yield from _scored(held, context, labels)
 
 
-def context_threshold(info: ModelInfo, asked: float | None) -> float | None:
-    """The threshold for slide-context scores: the one asked for, else the model's own; None
-    for a model without slide context."""
-    if info.context is None:
-        return None
-    return info.context.threshold if asked is None else asked
-
-
-def _scored(
-    held: list[Result], context: SlideContext, cut: float, classes: tuple[str, str]
-) -> list[Result]:
+def _scored(held: list[Result], context: SlideContext, labels: Labels) -> list[Result]:
     at = [
         i
         for i, r in enumerate(held)
@@ -209,7 +149,7 @@ def _scored(
     out = list(held)
     for i, score in zip(at, context.scores(patches), strict=True):  # type: ignore[arg-type]
         r = held[i]
-        label = classes[1] if score >= cut else classes[0]
+        label = labels.of_context(score)
         out[i] = Result(
             r.path, r.name, r.probability, label, r.error, r.tile, r.stamp, r.known, score
         )
@@ -221,7 +161,8 @@ _Pending = tuple[list[Candidate], Future[list[Classified]]] | Result
 
 def _classify_ahead(
     jobs: Iterable[Candidate | Result],
-    model: ModelFile,
+    model: Model,
+    tiles: bool,
     workers: Workers,
     chunk_size: int,
     window: int,
@@ -235,7 +176,7 @@ def _classify_ahead(
     def flush() -> None:
         nonlocal chunk
         if chunk:
-            pending.append((chunk, workers.submit(chunk, model)))
+            pending.append((chunk, workers.submit(chunk, model, tiles)))
             chunk = []
 
     try:
@@ -267,12 +208,12 @@ def _take(pending: collections.deque[_Pending]) -> Iterator[Result | tuple[Candi
         yield from zip(chunk, future.result(), strict=True)
 
 
-def _classify_in_worker(chunk: list[Candidate], model: ModelFile) -> list[Classified]:
+def _classify_in_worker(chunk: list[Candidate], model: Model, tiles: bool) -> list[Classified]:
     """Runs in a worker. The workers' side (numpy, PIL, onnxruntime) is imported there only:
     the main process never waits on those imports, and a CSV-only scan never loads them."""
     from patchscan.worker import classify_chunk
 
-    return classify_chunk(chunk, model)
+    return classify_chunk(chunk, model, tiles)
 
 
 def _start_worker() -> None:

@@ -20,7 +20,7 @@ from patchscan.discover import Candidate, stamp_of
 from patchscan.errors import UsageError
 from patchscan.model import ModelInfo
 from patchscan.naming import parse_name
-from patchscan.pipeline import TILE, Result
+from patchscan.results import TILE, Labels, Result
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,10 +91,8 @@ class ResultStore:
         )
         self._db.commit()
 
-    def known(
-        self, image: Candidate, info: ModelInfo, threshold: float, tiles: bool
-    ) -> Result | None:
-        """The stored result for `image` if it is still current, labelled at `threshold`.
+    def known(self, image: Candidate, labels: Labels, tiles: bool) -> Result | None:
+        """The stored result for `image` if it is still current, labelled by `labels`.
 
         With `tiles` (a report will draw the slide), a patch stored without its thumbnail (by a
         scan that wrote no report) is not known: it is read again for the thumbnail.
@@ -106,7 +104,7 @@ class ResultStore:
         row = self._index.get(os.path.abspath(image.path))
         if row is None or row[:2] != image.stamp:
             return None
-        result = _result(image.path, row[2:], info, threshold, image.stamp)
+        result = _result(image.path, row[2:], labels, image.stamp)
         if tiles and result.ok and result.tile is None and result.name.x is not None:
             return None
         return result
@@ -173,7 +171,7 @@ class ResultStore:
             return None
         return row[0], json.loads(row[2])
 
-    def current(self, info: ModelInfo, threshold: float, under: Path) -> Iterator[Result]:
+    def current(self, labels: Labels, under: Path) -> Iterator[Result]:
         """Every result made with this model for files under `under`, in path order."""
         prefix = os.path.abspath(under).rstrip("/\\")
         rows = self._db.execute(
@@ -182,7 +180,7 @@ class ResultStore:
             (self.model, prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
         )
         for path, *row, size, mtime_ns in rows:
-            yield _result(path, tuple(row), info, threshold, (size, mtime_ns))
+            yield _result(path, tuple(row), labels, (size, mtime_ns))
 
 
 def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:
@@ -193,16 +191,15 @@ def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:
 def _result(
     path: str,
     row: tuple[Any, ...],  # probability, error, tile
-    info: ModelInfo,
-    threshold: float,
+    labels: Labels,
     stamp: tuple[int, int],
 ) -> Result:
     probability, error, tile = row
-    name = parse_name(path, info.classes)
+    name = parse_name(path, labels.classes)
     if probability is None:
         return Result(path, name, error=error or "unknown error", stamp=stamp, known=True)
     pixels = None if tile is None else _tile_pixels(tile)
-    label = info.label(probability, threshold)
+    label = labels.of_probability(probability)
     return Result(path, name, probability, label, tile=pixels, stamp=stamp, known=True)
 
 

@@ -28,14 +28,12 @@ from watchdog.observers.polling import PollingObserver
 
 from patchscan.discover import Candidate, Stamp, discover, is_image_name, stamp_of
 from patchscan.errors import UsageError
-from patchscan.model import ModelSession, file_sha256, resolve_model
-from patchscan.pipeline import Result, Workers, classify, with_context
+from patchscan.pipeline import Workers, classify, with_context
 from patchscan.report.csv_writer import append_rows, open_csv
-from patchscan.report.html_writer import write_html
-from patchscan.report.json_writer import write_json
-from patchscan.report.summary import Summary
-from patchscan.scan import check_outputs, new_summary, now
-from patchscan.store import open_store, store_files, store_path
+from patchscan.report.summary import Summary, timestamp
+from patchscan.results import Result
+from patchscan.run import Opened, RunSettings, open_run
+from patchscan.store import ResultStore, store_files, store_path
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +43,24 @@ RETRY_FOR = 10.0  # s a settled file that does not decode is retried before it i
 
 
 @dataclass(frozen=True)
-class WatchSettings:
+class WatchSettings(RunSettings):
     folder: Path
-    model: str = "idc"
-    csv: Path | None = None
-    json: Path | None = None
-    report: Path | None = None
-    threshold: float | None = None
     settle: float = 1.0  # s a file's size and mtime must stay unchanged
     poll: float | None = None  # s between polls (network shares); None = native events
     rescan: float = 60.0  # s between walks of the whole folder
     report_every: float = 5.0  # s: the reports are rebuilt at most this often
-    batch_size: int | None = None  # None: by the model's input size (pipeline.batch_size_for)
 
-    @property
-    def outputs(self) -> tuple[Path, ...]:
-        return tuple(p for p in (self.csv, self.json, self.report) if p is not None)
+    def check(self) -> None:
+        if not self.folder.is_dir():
+            raise UsageError(f"{self.folder}: not a folder")
+        if not self.outputs.paths:
+            raise UsageError(
+                "watch needs --csv, --json or --report (its state is kept beside them)"
+            )
+        super().check()
+        for name, value in (("--settle", self.settle), ("--rescan", self.rescan)):
+            if value <= 0:
+                raise UsageError(f"{name} {value}: must be positive")
 
 
 @dataclass
@@ -84,17 +84,6 @@ class _Inbox(FileSystemEventHandler):
             self.paths.put(os.fsdecode(target))
 
 
-def check_watch_settings(settings: WatchSettings) -> None:
-    if not settings.folder.is_dir():
-        raise UsageError(f"{settings.folder}: not a folder")
-    if not settings.outputs:
-        raise UsageError("watch needs --csv, --json or --report (its state is kept beside them)")
-    check_outputs(settings.outputs)
-    for name, value in (("--settle", settings.settle), ("--rescan", settings.rescan)):
-        if value <= 0:
-            raise UsageError(f"{name} {value}: must be positive")
-
-
 class Watcher:
     """One watch session; `run()` returns when `stop` is set, after saving everything."""
 
@@ -105,7 +94,7 @@ class Watcher:
         command_line: str = "patchscan watch",
         on_result: Callable[[Result], None] = lambda result: None,
     ) -> None:
-        check_watch_settings(settings)
+        settings.check()
         self.settings = dataclasses.replace(settings, folder=settings.folder.absolute())
         self.stop = stop
         self.command_line = command_line
@@ -116,25 +105,20 @@ class Watcher:
         self.report_due = 0.0
         self.report_dirty = True
         self.classified = 0
-        self.started = now()
+        self.started = timestamp()
 
     def run(self) -> int:
         """Watch until stopped; returns how many files were classified in this session."""
         settings = self.settings
-        model_path = resolve_model(settings.model)
-        sha256 = file_sha256(model_path)
-        own_store = store_path(settings.outputs)
+        outputs = settings.outputs.paths
         self.own = frozenset(
-            Path(os.path.realpath(p)) for p in (*settings.outputs, *store_files(own_store))
+            Path(os.path.realpath(p)) for p in (*outputs, *store_files(store_path(outputs)))
         )
-        with open_store(own_store, sha256) as store, Workers(os.cpu_count() or 1) as workers:
-            self.workers = workers
-            session = ModelSession(model_path, info=store.model_info(), sha256=sha256)
-            store.remember_model(session.info)
-            self.store, self.session = store, session
-            self.threshold = (
-                session.info.threshold if settings.threshold is None else settings.threshold
-            )
+        with open_run(settings) as run, Workers(settings.worker_count()) as workers:
+            assert run.store is not None  # a watch always has outputs (check())
+            self.workers: Workers = workers
+            self.opened: Opened = run
+            self.store: ResultStore = run.store
             self._rewrite_csv()  # the store is the truth: repairs a CSV torn by a crash
             self._walk()
             observer = self._start_observer()
@@ -229,9 +213,9 @@ class Watcher:
         if not ready:
             return
         done: list[Result] = []
-        batch_size = self.settings.batch_size
+        run, batch_size = self.opened, self.settings.batch_size
         tiles = self.settings.report is not None
-        results = classify(ready, self.session, self.threshold, batch_size, self.workers, tiles)
+        results = classify(ready, run.model, run.labels, batch_size, self.workers, tiles)
         for result in results:
             landing = self.pending.get(result.path)
             if landing is None or landing.stamp != result.stamp:
@@ -255,14 +239,14 @@ class Watcher:
     # --- outputs -----------------------------------------------------------------------------
 
     def _current(self) -> Iterator[Result]:
-        info = self.session.info
-        stored = self.store.current(info, self.threshold, self.settings.folder)
-        return with_context(stored, info, self.settings.threshold)
+        run = self.opened
+        stored = self.store.current(run.labels, self.settings.folder)
+        return with_context(stored, run.model.info.context, run.labels)
 
     def _as_reported(self, done: list[Result]) -> list[Result]:
         """`done` labelled as the CSV and report label them: by slide context, where the model
         has one, from the store that now holds their neighbours too."""
-        if not self.session.info.context:
+        if not self.opened.model.info.context:
             return done
         paths = {result.path for result in done}
         return [result for result in self._current() if result.path in paths]
@@ -279,7 +263,7 @@ class Watcher:
     def _update_csv(self, done: list[Result]) -> None:
         if self.settings.csv is None:
             return
-        if self.session.info.context or any(result.path in self.in_csv for result in done):
+        if self.opened.model.info.context or any(result.path in self.in_csv for result in done):
             # A changed file's old row is superseded, not duplicated; with slide context, a new
             # patch changes its neighbours' scores too.
             self._rewrite_csv()
@@ -289,24 +273,19 @@ class Watcher:
 
     def _report(self, force: bool) -> None:
         settings = self.settings
-        if not (settings.json or settings.report) or not self.report_dirty:
+        if not settings.outputs.summaries or not self.report_dirty:
             return
         if not force and time.monotonic() < self.report_due:
             return
         started = time.monotonic()
-        summary = self._summary()
-        if settings.json:
-            write_json(summary, settings.json)
-        if settings.report:
-            write_html(summary, settings.report)
+        settings.outputs.write(self._summary())
         self.report_dirty = False
         took = time.monotonic() - started
         self.report_due = time.monotonic() + max(settings.report_every, 2 * took)
 
     def _summary(self) -> Summary:
-        summary = new_summary(self.session, self.threshold, self.command_line, self.settings)
-        summary.provenance.started = self.started
+        summary = self.settings.new_summary(self.opened, self.command_line, self.started)
         for result in self._current():
             summary.add(result)
-        summary.provenance.finished = now()
+        summary.finish()
         return summary

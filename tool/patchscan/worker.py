@@ -14,19 +14,19 @@ from PIL import Image
 from patchscan.discover import Candidate
 from patchscan.errors import ImageError
 from patchscan.imaging import load_rgb, to_array, to_model_input
-from patchscan.model import ModelSession
+from patchscan.model import Model, Session
 from patchscan.naming import NameInfo, parse_name
-from patchscan.pipeline import TILE, Classified, ModelFile
+from patchscan.results import TILE, Classified
 
-_sessions: dict[str, ModelSession] = {}  # in a worker: one session per model it has met
+_sessions: dict[str, Session] = {}  # in a worker: one session per model it has met
 
 
-def classify_chunk(chunk: list[Candidate], model: ModelFile) -> list[Classified]:
+def classify_chunk(chunk: list[Candidate], model: Model, tiles: bool) -> list[Classified]:
+    """Each image's answer, in order; with `tiles`, a thumbnail of every positioned patch for the
+    report's slide mosaic."""
     session = _sessions.get(model.sha256)
     if session is None:
-        session = _sessions[model.sha256] = ModelSession(
-            model.path, threads=1, info=model.info, sha256=model.sha256
-        )
+        session = _sessions[model.sha256] = Session(model, threads=1)
     decoded = [_decode(image.path, model) for image in chunk]
     good = [pixels for _, pixels, _ in decoded if pixels is not None]
     probabilities: Iterator[float] = iter(())
@@ -37,12 +37,12 @@ def classify_chunk(chunk: list[Candidate], model: ModelFile) -> list[Classified]
         if pixels is None:
             answers.append(Classified(name, None, None, error))
         else:
-            tile = _tile(pixels) if model.tiles and name.x is not None else None
+            tile = _tile(pixels) if tiles and name.x is not None else None
             answers.append(Classified(name, next(probabilities), tile, ""))
     return answers
 
 
-def _decode(path: str, model: ModelFile) -> tuple[NameInfo, np.ndarray | None, str]:
+def _decode(path: str, model: Model) -> tuple[NameInfo, np.ndarray | None, str]:
     name = parse_name(path, model.info.classes)
     try:
         return name, load_rgb(path, model.info.input_size), ""

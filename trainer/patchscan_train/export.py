@@ -14,7 +14,7 @@ import tensorflow as tf
 import tf2onnx
 
 from patchscan.imaging import to_model_input
-from patchscan.model import METADATA_KEY, ModelInfo, ModelSession
+from patchscan.model import METADATA_KEY, Model, ModelInfo, Session
 
 PARITY_TOLERANCE = 1e-4
 
@@ -55,7 +55,7 @@ def export_onnx(model: keras.Model, info: ModelInfo, path: Path, check_images: n
 
 def parity(model: keras.Model, onnx_path: Path, images: np.ndarray) -> float:
     """Largest absolute difference in P(positive) between Keras and patchscan's own session."""
-    session = ModelSession(onnx_path)
+    session = Session(Model.open(onnx_path))
     batch = to_model_input(images)
     expected = model.predict(batch, batch_size=256, verbose=0).reshape(-1)
     got = np.concatenate([session.predict(batch[i : i + 256]) for i in range(0, len(batch), 256)])
@@ -64,7 +64,7 @@ def parity(model: keras.Model, onnx_path: Path, images: np.ndarray) -> float:
 
 def onnx_throughput(path: Path, images: np.ndarray, batch_size: int = 64) -> float:
     """Images per second through patchscan's own session (all cores), for the model card."""
-    session = ModelSession(path)
+    session = Session(Model.open(path))
     batch = to_model_input(np.resize(images, (batch_size, *images.shape[1:])))
     session.predict(batch)  # warm-up: first run plans memory
     runs, started = 0, time.perf_counter()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import IO
 
 from patchscan.atomic import atomic_open
-from patchscan.pipeline import Result
+from patchscan.results import Result
 
 COLUMNS = ("path", "status", "probability", "context", "label", "error", "group", "x", "y", "truth")
 

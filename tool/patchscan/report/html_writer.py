@@ -94,7 +94,7 @@ def _provenance(summary: Summary) -> str:
         ("tool", f"patchscan {p.tool_version}"),
         ("model", f"{p.model.name} {p.model.version} ({p.model_path.name})"),
         ("model sha256", f"<code>{p.model_sha256}</code>"),
-        ("threshold", f"{p.threshold:g} → {_e(p.model.positive)} when P ≥ threshold"),
+        ("threshold", f"{p.labels.threshold:g} → {_e(p.model.positive)} when P ≥ threshold"),
         *_context_row(p),
         ("command", f"<code>{_e(p.command_line)}</code>"),
         ("started / finished", f"{_e(p.started)} / {_e(p.finished)}"),
@@ -105,14 +105,14 @@ def _provenance(summary: Summary) -> str:
 
 def _context_row(p: Provenance) -> list[tuple[str, str]]:
     context = p.model.context
-    if context is None or p.context_threshold is None:
+    if context is None or p.labels.context_threshold is None:
         return []
     return [
         (
             "slide context",
             f"a patch with a position is labelled {_e(p.model.positive)} when the weighted mean "
             f"of its P (×{context.self_weight:g}) and its neighbours' (up to {context.radius} "
-            f"patches away) is ≥ {p.context_threshold:g}",
+            f"patches away) is ≥ {p.labels.context_threshold:g}",
         )
     ]
 
@@ -237,12 +237,12 @@ def _histogram(summary: Summary) -> str:
         for i, n in enumerate(counts)
         for h in [height * n / top]
     )
-    x = summary.provenance.threshold * width
+    x = summary.provenance.labels.threshold * width
     line = f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{height}" stroke="#000" stroke-dasharray="4 3"/>'
     axis = (
         f'<text x="0" y="{height + 14}" font-size="11">0</text>'
         f'<text x="{width - 8}" y="{height + 14}" font-size="11">1</text>'
-        f'<text x="{x + 4:.1f}" y="12" font-size="11">threshold {summary.provenance.threshold:g}</text>'
+        f'<text x="{x + 4:.1f}" y="12" font-size="11">threshold {summary.provenance.labels.threshold:g}</text>'
     )
     return (
         f"<h2>Probability histogram</h2><p class='note'>Files per P({_e(summary.provenance.model.positive)}) "

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from patchscan.pipeline import TILE
 from patchscan.report.summary import Tile
+from patchscan.results import TILE
 
 BACKGROUND = (242, 242, 242)
 # Perceptually ordered blue → yellow → red; low probability is cool, high is hot.

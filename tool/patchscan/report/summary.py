@@ -6,14 +6,16 @@ needs it, and its workers start sooner for not waiting on the import.
 
 from __future__ import annotations
 
+import datetime as dt
 import heapq
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patchscan.model import ModelInfo
-from patchscan.pipeline import Result
+from patchscan import __version__
+from patchscan.model import Model, ModelInfo
+from patchscan.results import Labels, Result
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,13 +33,12 @@ class Provenance:
     model: ModelInfo
     model_path: Path
     model_sha256: str
-    threshold: float
+    labels: Labels  # the label rule the run applied (the thresholds actually used)
     command_line: str
     settings: dict[str, Any]
     started: str
     finished: str = ""
     interrupted: bool = False
-    context_threshold: float | None = None  # for positioned patches, with slide context
 
 
 @dataclass
@@ -84,6 +85,11 @@ class Group:
         return out
 
 
+def timestamp() -> str:
+    """Now, as the reports write it: local time with its UTC offset, to the second."""
+    return dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
 class Summary:
     def __init__(self, provenance: Provenance, keep_tiles: bool = True) -> None:
         self.provenance = provenance
@@ -98,6 +104,34 @@ class Summary:
         self.scores: list[float] = []  # what each label was decided on
         self.called: list[bool] = []  # labelled positive
         self._top: list[tuple[float, str, str]] = []
+
+    @classmethod
+    def start(
+        cls,
+        model: Model,
+        labels: Labels,
+        command_line: str,
+        settings: dict[str, Any],
+        keep_tiles: bool,
+        started: str | None = None,
+    ) -> Summary:
+        """An empty summary whose provenance records the run (a scan's or a watch's `settings`,
+        as RunSettings.as_dict gives them); `keep_tiles` when a report will draw the slides."""
+        provenance = Provenance(
+            tool_version=__version__,
+            model=model.info,
+            model_path=model.path,
+            model_sha256=model.sha256,
+            labels=labels,
+            command_line=command_line,
+            settings=settings,
+            started=started or timestamp(),
+        )
+        return cls(provenance, keep_tiles)
+
+    def finish(self, interrupted: bool = False) -> None:
+        self.provenance.finished = timestamp()
+        self.provenance.interrupted = interrupted
 
     @property
     def classified(self) -> int:
@@ -177,9 +211,9 @@ class Summary:
                 "version": p.model.version,
                 "path": str(p.model_path),
                 "sha256": p.model_sha256,
-                "threshold": p.threshold,
+                "threshold": p.labels.threshold,
                 "slide_context": (
-                    {**p.model.context.to_metadata(), "threshold": p.context_threshold}
+                    {**p.model.context.to_metadata(), "threshold": p.labels.context_threshold}
                     if p.model.context
                     else None
                 ),
