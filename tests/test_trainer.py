@@ -244,3 +244,10 @@ def test_distilled_student_learns_the_mean_of_label_and_teacher() -> None:
     # Alone, the labels would drive the student to 0; half the target is the teacher's ~1.
     assert student.predict(images, verbose=0).mean() == pytest.approx(0.5, abs=0.03)
     assert teacher.get_weights()[1][0] == pytest.approx(10.0)  # the teacher learns nothing
+
+
+def test_the_cli_offers_exactly_the_tasks_the_registry_has() -> None:
+    """cli.py names the tasks itself (its --help must not import TensorFlow): kept in step."""
+    from patchscan_train import cli, tasks
+
+    assert set(cli.TASKS) == set(tasks.TASKS)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-TASKS = ("idc", "skin")
+TASKS = ("idc", "skin")  # tasks.TASKS, named here so that --help does not import TensorFlow
 
 
 @click.group()

