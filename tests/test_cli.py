@@ -124,7 +124,7 @@ def test_csv_to_stdout_when_no_output_is_named(patches: Path, tiny_model: Path) 
     result = run("scan", str(patches), "--model", str(tiny_model), "--quiet")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("path,status,probability,context,label,error,group,x,y,truth")
+    assert lines[0] == "path,status,probability,context,label,review,error,group,x,y,truth"
     assert len(lines) == 1 + len(list(patches.rglob("*.png")))
 
 

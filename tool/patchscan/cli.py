@@ -46,7 +46,8 @@ def main() -> None:
 
 
 def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
-    """--model, --csv, --json, --report and --threshold: the same for scan and watch."""
+    """--model, --csv, --json, --report, --threshold and --review-error: the same for scan and
+    watch."""
     options = [
         click.option(
             "--model",
@@ -65,7 +66,14 @@ def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
             type=click.FloatRange(0, 1),
             metavar="P",
             help="Label positive when P (or, for a slide's patches, the slide-context score) "
-            ">= this [the model's own, chosen on validation data].",
+            ">= this [the model's own, chosen on held-out data].",
+        ),
+        click.option(
+            "--review-error",
+            type=click.FloatRange(0, 1, min_open=True, max_open=True),
+            metavar="RATE",
+            help="Mark a call 'needs review' unless it is in the range where the model's error "
+            "rate stayed at or under RATE on held-out data [the model's own, 0.05].",
         ),
     ]
     for option in reversed(options):
@@ -123,6 +131,7 @@ def scan(
     json_path: Path | None,
     report_path: Path | None,
     threshold: float | None,
+    review_error: float | None,
     batch_size: int | None,
     force: bool,
     quiet: bool,
@@ -139,6 +148,7 @@ def scan(
         json=json_path,
         report=report_path,
         threshold=threshold,
+        review_error=review_error,
         batch_size=batch_size,
         force=force,
     )
@@ -178,6 +188,7 @@ def watch(
     json_path: Path | None,
     report_path: Path | None,
     threshold: float | None,
+    review_error: float | None,
     settle: float,
     poll: float | None,
     rescan: float,
@@ -201,6 +212,7 @@ def watch(
         json=json_path,
         report=report_path,
         threshold=threshold,
+        review_error=review_error,
         settle=settle,
         poll=poll,
         rescan=rescan,

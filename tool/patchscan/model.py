@@ -44,6 +44,15 @@ class ModelInfo:
     # Images the network runs per input image: views of it averaged inside the graph (the skin
     # model's 8 flips and rotations), which scale its compute and memory per image.
     views: int = 1
+    # Fitted by the trainer on held-out patients (results.Labels reads them):
+    # {"probability": {"a", "b"}, "context": {"a", "b"}}: Platt scaling of each score;
+    calibration: dict[str, Any] | None = None
+    # {"target", "confidence", "method", "calibration_set", "bands": {"probability": [[target,
+    # low, high], ...], "context": [...]}}: the "needs review" band for each error-rate target;
+    review: dict[str, Any] | None = None
+    # {"method": "reinhard", "target": {"mean", "std"}, "spread": {"mean", "std"}, "drift_limit"}:
+    # per-slide colour standardisation (stain.py) and the training slides' range.
+    stain: dict[str, Any] | None = None
 
     @property
     def positive(self) -> str:
@@ -68,6 +77,9 @@ class ModelInfo:
                 training=dict(raw.get("training", {})),
                 context=SlideContext.from_metadata(raw["context"]) if raw.get("context") else None,
                 views=int(raw.get("views", 1)),
+                calibration=_optional_dict(raw, "calibration"),
+                review=_optional_dict(raw, "review"),
+                stain=_optional_dict(raw, "stain"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model metadata is incomplete or invalid: {exc}") from None
@@ -86,7 +98,25 @@ class ModelInfo:
             "training": self.training,
             **({"context": self.context.to_metadata()} if self.context else {}),
             **({"views": self.views} if self.views != 1 else {}),
+            **{
+                key: value
+                for key, value in (
+                    ("calibration", self.calibration),
+                    ("review", self.review),
+                    ("stain", self.stain),
+                )
+                if value is not None
+            },
         }
+
+
+def _optional_dict(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"{key} must be an object")
+    return dict(value)
 
 
 def bundled_models() -> dict[str, Path]:

@@ -93,15 +93,18 @@ def classify(
             yield item
             continue
         image, answer = item
-        probability = answer.probability
+        if answer.probability is None:
+            yield Result(image.path, answer.name, error=answer.error, stamp=image.stamp)
+            continue
+        probability = labels.calibrated(answer.probability)
         yield Result(
             image.path,
             answer.name,
             probability=probability,
-            label="" if probability is None else labels.of_probability(probability),
-            error=answer.error,
+            label=labels.of_probability(probability),
             tile=answer.tile,
             stamp=image.stamp,
+            review=labels.review_probability(probability),
         )
 
 
@@ -147,11 +150,11 @@ def _scored(held: list[Result], context: SlideContext, labels: Labels) -> list[R
     ]
     patches = [(held[i].name.x, held[i].name.y, held[i].probability) for i in at]
     out = list(held)
-    for i, score in zip(at, context.scores(patches), strict=True):  # type: ignore[arg-type]
-        r = held[i]
-        label = labels.of_context(score)
+    for i, mean in zip(at, context.scores(patches), strict=True):  # type: ignore[arg-type]
+        r, score = held[i], labels.calibrated_context(mean)
+        label, review = labels.of_context(score), labels.review_context(score)
         out[i] = Result(
-            r.path, r.name, r.probability, label, r.error, r.tile, r.stamp, r.known, score
+            r.path, r.name, r.probability, label, r.error, r.tile, r.stamp, r.known, score, review
         )
     return out
 

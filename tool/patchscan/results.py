@@ -7,10 +7,12 @@ what a probability or a slide-context score is called.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from patchscan.discover import Stamp
+from patchscan.errors import ModelError
 from patchscan.naming import NameInfo
 
 if TYPE_CHECKING:
@@ -22,26 +24,81 @@ TILE = 8  # px per patch in the tissue mosaic of the report
 
 
 @dataclass(frozen=True)
-class Labels:
-    """The label rule of one run: the model's classes and the thresholds that choose between them.
+class Calibration:
+    """Platt scaling of a score: P = sigmoid(a * logit(score) + b), fitted by the trainer on
+    held-out patients so that a probability of 0.8 is right about 80% of the time."""
 
-    A patch's own probability is labelled at `threshold`; a slide-context score (context.py) at
-    `context_threshold`. A score equal to its threshold is positive. The user's `--threshold`
-    replaces both, so one number moves every call the run makes.
+    a: float
+    b: float
+
+    def __call__(self, score: float) -> float:
+        p = min(max(score, 1e-6), 1 - 1e-6)
+        z = self.a * math.log(p / (1 - p)) + self.b
+        return 1 / (1 + math.exp(-z)) if z >= 0 else math.exp(z) / (1 + math.exp(z))
+
+
+@dataclass(frozen=True)
+class ReviewBand:
+    """Scores in [low, high) are the model's doubtful calls: "needs review". Outside it, the
+    calibration set's error rate was at or under the band's target (the trainer's guarantee)."""
+
+    low: float
+    high: float
+
+    def __contains__(self, score: float) -> bool:
+        return self.low <= score < self.high
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The label rule of one run: how a model's output becomes a call, in one place.
+
+    A patch's probability is first calibrated (the model's metadata says how, where the trainer
+    fitted it), then labelled at `threshold`; a slide-context score (context.py, the weighted
+    mean of calibrated probabilities) is calibrated and labelled at `context_threshold`. A score
+    equal to its threshold is positive. The user's `--threshold` replaces both thresholds, so
+    one number moves every call the run makes.
+
+    A score inside its review band is a doubtful call: its label stays the decision at the
+    threshold, and it is marked "needs review".
     """
 
     classes: tuple[str, str]  # (negative, positive)
     threshold: float
     context_threshold: float | None = None  # None: the model has no slide context
+    calibration: Calibration | None = None  # of a patch's probability
+    context_calibration: Calibration | None = None  # of a slide-context score
+    review: ReviewBand | None = None  # on the calibrated probability
+    context_review: ReviewBand | None = None  # on the calibrated slide-context score
+    review_target: float | None = None  # the error rate the bands keep decided calls under
 
     @classmethod
-    def of(cls, info: ModelInfo, asked: float | None = None) -> Labels:
-        """The rule for `info`'s model, at the threshold the user `asked` for (None: the model's)."""
+    def of(
+        cls, info: ModelInfo, asked: float | None = None, review_error: float | None = None
+    ) -> Labels:
+        """The rule for `info`'s model at the threshold the user `asked` for (None: the model's)
+        and the review band for the error rate `review_error` (None: the model's default)."""
         threshold = info.threshold if asked is None else asked
         context = None
         if info.context is not None:
             context = info.context.threshold if asked is None else asked
-        return cls(info.classes, threshold, context)
+        try:
+            calibration = info.calibration or {}
+            bands = review_bands(info.review, review_error)
+            return cls(
+                info.classes,
+                threshold,
+                context,
+                _calibration(calibration.get("probability")),
+                _calibration(calibration.get("context")),
+                _around(bands.get("probability"), threshold),
+                _around(bands.get("context"), context),
+                bands.get("target"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(
+                f"model {info.name}: calibration or review metadata invalid ({exc})"
+            ) from None
 
     @property
     def negative(self) -> str:
@@ -51,13 +108,55 @@ class Labels:
     def positive(self) -> str:
         return self.classes[1]
 
+    def calibrated(self, probability: float) -> float:
+        return probability if self.calibration is None else self.calibration(probability)
+
+    def calibrated_context(self, score: float) -> float:
+        return score if self.context_calibration is None else self.context_calibration(score)
+
     def of_probability(self, probability: float) -> str:
+        """The label of a (calibrated) probability."""
         return self.classes[1] if probability >= self.threshold else self.classes[0]
 
     def of_context(self, score: float) -> str:
+        """The label of a (calibrated) slide-context score."""
         if self.context_threshold is None:
             raise ValueError("this model has no slide context")
         return self.classes[1] if score >= self.context_threshold else self.classes[0]
+
+    def review_probability(self, probability: float) -> bool:
+        return self.review is not None and probability in self.review
+
+    def review_context(self, score: float) -> bool:
+        return self.context_review is not None and score in self.context_review
+
+
+def review_bands(raw: dict[str, Any] | None, target: float | None) -> dict[str, Any]:
+    """The bands for the error-rate `target` from a model's review metadata: the entry of the
+    largest tabulated target at or under it (never a looser band than asked), or the model's
+    default target's when None. Returns {"target", "probability", "context"}; empty without."""
+    if not raw:
+        return {}
+    wanted = float(raw["target"]) if target is None else target
+    out: dict[str, Any] = {}
+    for kind, table in raw["bands"].items():
+        rows = sorted((float(t), float(low), float(high)) for t, low, high in table)
+        fitting = [row for row in rows if row[0] <= wanted + 1e-12] or rows[:1]
+        out["target"], low, high = fitting[-1]
+        out[kind] = ReviewBand(low, high)
+    return out
+
+
+def _calibration(raw: Any) -> Calibration | None:
+    return None if raw is None else Calibration(float(raw["a"]), float(raw["b"]))
+
+
+def _around(band: ReviewBand | None, threshold: float | None) -> ReviewBand | None:
+    """A band widened to hold the threshold in use: a `--threshold` outside the model's band
+    would otherwise make confident calls right next to it."""
+    if band is None or threshold is None:
+        return band
+    return ReviewBand(min(band.low, threshold), max(band.high, threshold))
 
 
 # Not frozen, though nothing changes a Result once made: a frozen dataclass takes ~3 us to build
@@ -75,6 +174,7 @@ class Result:
     stamp: Stamp | None = None  # the file's (size, mtime_ns) when it was read
     known: bool = False  # came from the result store, not from the model just now
     context: float | None = None  # slide-context score (context.py), which then set the label
+    review: bool = False  # a doubtful call: its score lies in the review band (Labels)
 
     @property
     def ok(self) -> bool:

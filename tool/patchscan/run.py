@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from patchscan.errors import UsageError
-from patchscan.model import Model, file_sha256, read_info, resolve_model
+from patchscan.model import Model, ModelInfo, file_sha256, read_info, resolve_model
 from patchscan.report.outputs import Outputs
 from patchscan.report.summary import Summary
 from patchscan.results import Labels
@@ -32,6 +32,7 @@ class RunSettings:
     threshold: float | None = None  # None: the model's own
     batch_size: int | None = None  # images per worker task and onnxruntime call; None: by size
     workers: int = 0  # worker processes; 0 = one per CPU this process may use
+    review_error: float | None = None  # the review band's error-rate target; None: the model's
 
     @property
     def outputs(self) -> Outputs:
@@ -42,6 +43,8 @@ class RunSettings:
         self.outputs.check()
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold {self.threshold}: must be between 0 and 1")
+        if self.review_error is not None and not 0.0 < self.review_error < 1.0:
+            raise UsageError(f"--review-error {self.review_error}: must be between 0 and 1")
 
     def new_summary(self, run: Opened, command_line: str, started: str | None = None) -> Summary:
         """An empty summary of a run with these settings."""
@@ -53,6 +56,10 @@ class RunSettings:
             keep_tiles=self.report is not None,
             started=started,
         )
+
+    def labels(self, info: ModelInfo) -> Labels:
+        """The run's label rule: the model's, moved by --threshold and --review-error."""
+        return Labels.of(info, self.threshold, self.review_error)
 
     def worker_count(self) -> int:
         return self.workers or available_cpus()
@@ -96,11 +103,11 @@ def open_run(settings: RunSettings, force: bool = False) -> Iterator[Opened]:
     outputs = settings.outputs.paths
     if not outputs:
         model = Model(path, sha256, read_info(path))
-        yield Opened(model, None, Labels.of(model.info, settings.threshold))
+        yield Opened(model, None, settings.labels(model.info))
         return
     with open_store(store_path(outputs), sha256) as store:
         known = None if force else store.model_info()
         info = known or read_info(path)
         if known is None:
             store.remember_model(info)
-        yield Opened(Model(path, sha256, info), store, Labels.of(info, settings.threshold))
+        yield Opened(Model(path, sha256, info), store, settings.labels(info))

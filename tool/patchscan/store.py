@@ -199,8 +199,10 @@ def _result(
     if probability is None:
         return Result(path, name, error=error or "unknown error", stamp=stamp, known=True)
     pixels = None if tile is None else _tile_pixels(tile)
-    label = labels.of_probability(probability)
-    return Result(path, name, probability, label, tile=pixels, stamp=stamp, known=True)
+    label, review = labels.of_probability(probability), labels.review_probability(probability)
+    return Result(
+        path, name, probability, label, tile=pixels, stamp=stamp, known=True, review=review
+    )
 
 
 def _tile_pixels(blob: bytes) -> np.ndarray:

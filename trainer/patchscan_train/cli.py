@@ -66,3 +66,41 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     except (OSError, KeyError, ValueError) as exc:
         raise click.ClickException(f"{run_folder}: cannot re-evaluate: {exc}") from None
     click.echo(json.dumps(summary, indent=2))
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder [runs/TASK-cv-DATE].")
+@click.option("--folds", type=click.IntRange(3), default=8, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--variant",
+    "variants",
+    multiple=True,
+    type=click.Choice(["plain", "reinhard"]),
+    help="Recipes to compare fold by fold [all].",
+)
+@click.option("--limit", type=click.IntRange(8), help="Use only this many images (smoke tests).")
+def cv(
+    task: str,
+    data: Path,
+    out: Path | None,
+    folds: int,
+    epochs: int,
+    seed: int,
+    variants: tuple[str, ...],
+    limit: int | None,
+) -> None:
+    """Patient-level cross-validation of TASK: out-of-fold scores for every patient (oof.npz),
+    then the pooled and per-patient table, calibration and review band (cv-report.json)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.cv import VARIANTS, run_cv
+    from patchscan_train.cv_report import analyse
+
+    out = out or Path("runs") / f"{task}-cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    oof = run_cv(task, data, out, folds, epochs, seed, variants or VARIANTS, limit)
+    click.echo(json.dumps(analyse(oof, task), indent=2)[:4000])

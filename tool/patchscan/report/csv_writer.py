@@ -14,7 +14,19 @@ from typing import IO
 from patchscan.atomic import atomic_open
 from patchscan.results import Result
 
-COLUMNS = ("path", "status", "probability", "context", "label", "error", "group", "x", "y", "truth")
+COLUMNS = (
+    "path",
+    "status",
+    "probability",
+    "context",
+    "label",
+    "review",
+    "error",
+    "group",
+    "x",
+    "y",
+    "truth",
+)
 
 
 def row(result: Result) -> tuple[str, ...]:
@@ -26,6 +38,7 @@ def row(result: Result) -> tuple[str, ...]:
         "" if result.probability is None else f"{result.probability:.6f}",
         "" if result.context is None else f"{result.context:.6f}",
         result.label,
+        ("yes" if result.review else "no") if result.ok else "",
         result.error,
         name.group,
         "" if name.x is None else str(name.x),

@@ -24,7 +24,7 @@ header p{margin:0;color:#c8cfdc;font-size:13px}main{padding:8px 32px 40px;max-wi
 h2{font-size:18px;margin:28px 0 10px;border-bottom:1px solid #dde;padding-bottom:4px}
 .cards{display:flex;gap:14px;flex-wrap:wrap;margin-top:18px}
 .card{background:#fff;border:1px solid #dde;border-radius:8px;padding:12px 18px;min-width:130px}
-.card b{display:block;font-size:28px}.card.pos b{color:#b2182b}.card.err b{color:#8a5a00}
+.card b{display:block;font-size:28px}.card.pos b{color:#b2182b}.card.err b{color:#8a5a00}.card.rev b{color:#6a3d9a}
 .card span{font-size:13px;color:#555}
 table{border-collapse:collapse;background:#fff;font-size:13px;margin:6px 0}
 th,td{border:1px solid #dde;padding:4px 9px;text-align:right}th{background:#f0f2f6}
@@ -47,6 +47,7 @@ def render(summary: Summary) -> str:
     p = summary.provenance
     sections = [
         _counts(summary),
+        _review(summary),
         _provenance(summary),
         _quality(summary),
         _groups_table(summary),
@@ -80,12 +81,71 @@ def _counts(summary: Summary) -> str:
         share = f"{100 * count / total:.1f}% of classified" if total else "–"
         css = "card pos" if label == positive else "card"
         cards.append(f'<div class="{css}"><b>{count:,}</b><span>{_e(label)} · {share}</span></div>')
+    if summary.provenance.labels.review is not None:
+        share = f"{100 * summary.review_total / total:.1f}% of classified" if total else "–"
+        cards.append(
+            f'<div class="card rev"><b>{summary.review_total:,}</b>'
+            f"<span>need review · {share}</span></div>"
+        )
     cards.append(
         f'<div class="card err"><b>{summary.error_count:,}</b><span>unreadable files</span></div>'
     )
     skipped = sum(summary.skipped.values())
     cards.append(f'<div class="card"><b>{skipped:,}</b><span>other files skipped</span></div>')
     return f'<div class="cards">{"".join(cards)}</div>'
+
+
+REVIEW_SLIDES = 10  # slides whose doubtful patches are shown as thumbnails
+
+
+def _review(summary: Summary) -> str:
+    """What needs a human first: slides ranked by their doubtful calls, with those patches."""
+    labels = summary.provenance.labels
+    if labels.review is None and labels.context_review is None:
+        return ""
+    ranked = summary.review_by_slide()
+    target = labels.review_target
+    guarantee = (
+        f"Outside the band, the model's calls were wrong at most {100 * target:g}% of the time on "
+        "held-out data (95% confidence)."
+        if target is not None
+        else ""
+    )
+    if not ranked:
+        return (
+            f"<h2 id='review'>Needs review (0)</h2><p class='note'>No call fell in the model's "
+            f"review band. {_e(guarantee)}</p>"
+        )
+    rows = "".join(
+        f"<tr><td class='l'>{_e(group.name)}</td><td>{group.review:,}</td>"
+        f"<td>{_pct(group.review / max(group.patches - group.errors, 1))}</td></tr>"
+        for group, _ in ranked
+    )
+    size = summary.provenance.model.input_size
+    blocks = []
+    for group, patches in ranked[:REVIEW_SLIDES]:
+        figures = []
+        for path, score, label in patches:
+            try:
+                thumb = images.png_data_uri(load_rgb(path, size))
+            except ImageError:
+                continue
+            figures.append(
+                f'<figure><img alt="patch" src="{thumb}"><figcaption><b>{score:.3f}</b> · '
+                f"{_e(label)}<br>{_e(Path(path).name)}</figcaption></figure>"
+            )
+        blocks.append(
+            f"<h3>{_e(group.name)} · {group.review:,} to review</h3>"
+            f"<div class='thumbs'>{''.join(figures)}</div>"
+        )
+    return (
+        f"<h2 id='review'>Needs review ({summary.review_total:,})</h2><p class='note'>Calls whose "
+        f"score lies in the model's review band: the label in the CSV is still the decision at the "
+        f"threshold, but a person should look. {_e(guarantee)} Slides with the most first; the "
+        f"patches shown are those nearest the threshold.</p>"
+        f"<table><tr><th class='l'>slide / patient</th><th>need review</th><th>of classified</th>"
+        f"</tr>{rows}</table>{''.join(blocks)}"
+    )
 
 
 def _provenance(summary: Summary) -> str:

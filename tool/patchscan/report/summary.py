@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 HISTOGRAM_BINS = 20
 TOP_SUSPICIOUS = 24
+REVIEW_SHOWN = 12  # per slide: the doubtful patches nearest the threshold, as thumbnails
 MAX_LISTED_ERRORS = 1000
 
 
@@ -55,6 +56,7 @@ class Group:
     name: str
     patches: int = 0
     positives: int = 0
+    review: int = 0  # calls in the review band
     errors: int = 0
     probability_sum: float = 0.0
     truth: list[bool] = field(default_factory=list)
@@ -70,6 +72,7 @@ class Group:
             "classified": classified,
             "positive": self.positives,
             "positive_fraction": self.positives / classified if classified else None,
+            "review": self.review,
             "mean_probability": self.probability_sum / classified if classified else None,
             "errors": self.errors,
         }
@@ -104,6 +107,9 @@ class Summary:
         self.scores: list[float] = []  # what each label was decided on
         self.called: list[bool] = []  # labelled positive
         self._top: list[tuple[float, str, str]] = []
+        self.review_counts: Counter[str] = Counter({label: 0 for label in provenance.model.classes})
+        # Per slide, the doubtful patches nearest the threshold: (-distance, path, score, label).
+        self._review: dict[str, list[tuple[float, str, float, str]]] = {}
 
     @classmethod
     def start(
@@ -156,6 +162,8 @@ class Summary:
         positive = result.label == self.provenance.model.positive
         self.counts[result.label] += 1
         group.positives += positive
+        if result.review:
+            self._add_review(group, result)
         group.probability_sum += probability
         self.histogram[min(int(probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
         truth = None if name.truth is None else name.truth == self.provenance.model.positive
@@ -180,6 +188,41 @@ class Summary:
         elif entry > self._top[0]:
             heapq.heapreplace(self._top, entry)
 
+    def _add_review(self, group: Group, result: Result) -> None:
+        group.review += 1
+        self.review_counts[result.label] += 1
+        labels = self.provenance.labels
+        score = result.probability if result.context is None else result.context
+        assert score is not None
+        cut = labels.threshold if result.context is None else labels.context_threshold
+        entry = (-abs(score - (cut or 0.0)), result.path, score, result.label)
+        shown = self._review.setdefault(group.name, [])
+        if len(shown) < REVIEW_SHOWN:
+            heapq.heappush(shown, entry)
+        elif entry > shown[0]:
+            heapq.heapreplace(shown, entry)
+
+    @property
+    def review_total(self) -> int:
+        return sum(self.review_counts.values())
+
+    def review_by_slide(self) -> list[tuple[Group, list[tuple[str, float, str]]]]:
+        """Slides with doubtful calls, most first, each with its most doubtful patches (path,
+        score, label), nearest the threshold first."""
+        groups = sorted(
+            (g for g in self.groups.values() if g.review), key=lambda g: (-g.review, g.name)
+        )
+        return [
+            (
+                g,
+                [
+                    (path, score, label)
+                    for _, path, score, label in sorted(self._review[g.name], reverse=True)
+                ],
+            )
+            for g in groups
+        ]
+
     def most_suspicious(self) -> list[tuple[float, str, str]]:
         return sorted(self._top, reverse=True)
 
@@ -199,6 +242,22 @@ class Summary:
             "roc_auc": metrics.roc_auc(truth, scores),
             "confusion_matrix": metrics.confusion(truth, predicted),
             "confusion_matrix_labels": list(self.provenance.model.classes),
+        }
+
+    def _review_dict(self) -> dict[str, Any] | None:
+        """What needs a human: counts per class, the error-rate target the band keeps decided
+        calls under, and the held-out data it was chosen on. None for a model without a band."""
+        labels = self.provenance.labels
+        if labels.review is None and labels.context_review is None:
+            return None
+        raw = self.provenance.model.review or {}
+        return {
+            "total": self.review_total,
+            "counts": dict(self.review_counts),
+            "target_error": labels.review_target,
+            "confidence": raw.get("confidence"),
+            "method": raw.get("method"),
+            "calibration_set": raw.get("calibration_set"),
         }
 
     def as_dict(self) -> dict[str, Any]:
@@ -227,6 +286,7 @@ class Summary:
             "interrupted": p.interrupted,
             "files": self.classified + self.error_count,
             "counts": dict(self.counts),
+            "review": self._review_dict(),
             "errors": self.error_count,
             "error_list": [{"path": path, "error": reason} for path, reason in self.errors],
             "skipped": dict(self.skipped),

@@ -1,0 +1,169 @@
+"""Patient-level cross-validation: every patient's patches scored by a model that never saw them.
+
+One train/val/test split judges a model on 8 patients, and a threshold fitted on 6 validation
+patients did not carry to new slides. K folds of whole patients give out-of-fold (OOF)
+probabilities for all of them: the pooled and per-patient figures that show the spread a new
+patient can expect, and the data on which the operating point, the calibration and the review
+band are chosen.
+
+Each fold trains on K-2 folds, stops early on one more (the next fold) and scores the held-out
+one. Variants (recipes) train fold by fold side by side, so that runs cut short still compare
+like with like. The OOF scores are saved after every fold (oof.npz); `analyse` works from them
+alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from patchscan import stain
+from patchscan_train import data
+from patchscan_train.tasks import TASKS, Task
+
+log = logging.getLogger(__name__)
+
+# Recipes compared fold by fold: how images are prepared before training and scoring.
+VARIANTS = ("plain", "reinhard")
+
+
+def patient_folds(examples: Sequence[data.Example], k: int, seed: int) -> list[list[str]]:
+    """`k` disjoint sets of groups (patients), each with positives where there are enough.
+
+    Groups are ordered by their number of positives (ties shuffled by `seed`) and dealt out in a
+    snake (1..k, k..1, ...), so every fold gets a share of the heavy and the light patients.
+    """
+    positives: dict[str, int] = {}
+    for example in examples:
+        positives[example.group] = positives.get(example.group, 0) + example.label
+    names = sorted(positives)
+    random.Random(seed).shuffle(names)
+    names.sort(key=lambda name: -positives[name])
+    folds: list[list[str]] = [[] for _ in range(k)]
+    for i, name in enumerate(names):
+        lap, place = divmod(i, k)
+        folds[place if lap % 2 == 0 else k - 1 - place].append(name)
+    return [sorted(fold) for fold in folds]
+
+
+def standardised(
+    images: np.ndarray, groups: np.ndarray, target: stain.ColourStats | None
+) -> tuple[np.ndarray, dict[str, stain.ColourStats | None]]:
+    """Every group's (slide's) patches mapped onto `target` by its own colour statistics, as the
+    scan does (stain.py); a copy. Also returns each group's statistics."""
+    out = images.copy()
+    stats: dict[str, stain.ColourStats | None] = {}
+    for name in np.unique(groups):
+        members = np.flatnonzero(groups == name)
+        stats[name] = slide = stain.slide_stats(images[members[:: max(1, len(members) // 256)]])
+        if slide is not None and target is not None:
+            out[members] = stain.standardise(images[members], slide, target)
+    return out, stats
+
+
+def run_cv(
+    task_name: str,
+    root: Path,
+    out: Path,
+    k: int,
+    epochs: int,
+    seed: int,
+    variants: Sequence[str] = VARIANTS,
+    limit: int | None = None,
+) -> Path:
+    """Train and score every fold of every variant; returns the OOF file (written as it goes)."""
+    from patchscan_train.run import _spread
+
+    task = TASKS[task_name]
+    examples = task.examples(root)
+    if limit:
+        examples = _spread(examples, limit, seed)
+    folds = patient_folds(examples, k, seed)
+    groups = np.array([e.group for e in examples])
+    y = data.labels(examples)
+    images = data.load_images(examples, task.size)
+    out.mkdir(parents=True, exist_ok=True)
+    oof = {v: np.full(len(examples), np.nan, np.float32) for v in variants}
+    record: dict[str, object] = {
+        "task": task.name,
+        "folds": folds,
+        "epochs": epochs,
+        "seed": seed,
+        "variants": list(variants),
+        "fold_seconds": {v: [] for v in variants},
+    }
+    for i, fold in enumerate(folds):
+        test = np.isin(groups, fold)
+        val = np.isin(groups, folds[(i + 1) % k])
+        train = ~(test | val)
+        for variant in variants:
+            started = time.monotonic()
+            prepared = _prepared(variant, images, groups, train)
+            oof[variant][test] = _fold_scores(task, prepared, y, train, val, test, epochs, seed)
+            seconds = time.monotonic() - started
+            record["fold_seconds"][variant].append(round(seconds))  # type: ignore[index]
+            log.info("fold %d/%d %s: %.0f s", i + 1, k, variant, seconds)
+            _save(out, examples, groups, y, oof, record)
+    return out / "oof.npz"
+
+
+def _prepared(
+    variant: str, images: np.ndarray, groups: np.ndarray, train: np.ndarray
+) -> np.ndarray:
+    if variant == "plain":
+        return images
+    if variant == "reinhard":
+        # The target is the average training slide: the held-out patients' colours never set it.
+        _, stats = standardised(images[train], groups[train], None)
+        target = stain.ColourStats.mean_of(s for s in stats.values() if s is not None)
+        return standardised(images, groups, target)[0]
+    raise ValueError(f"unknown variant {variant!r}")
+
+
+def _fold_scores(
+    task: Task,
+    images: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    test: np.ndarray,
+    epochs: int,
+    seed: int,
+) -> np.ndarray:
+    from patchscan_train.train import fit, predict
+
+    settings = dataclasses.replace(
+        task.fit,
+        epochs=epochs,
+        patience=min(task.fit.patience, 4),
+        seed=seed,
+        batch_size=task.fit.batch_size if train.sum() > 1000 else 8,
+    )
+    model = task.build(task.size)
+    fit(model, (images[train], y[train]), (images[val], y[val]), settings, task.augment)
+    return predict(model, images[test])
+
+
+def _save(
+    out: Path,
+    examples: Sequence[data.Example],
+    groups: np.ndarray,
+    y: np.ndarray,
+    oof: dict[str, np.ndarray],
+    record: dict[str, object],
+) -> None:
+    np.savez_compressed(
+        out / "oof.npz",
+        paths=np.array([str(e.path) for e in examples]),
+        groups=groups,
+        y=y,
+        **{f"oof_{v}": s for v, s in oof.items()},
+    )
+    (out / "cv.json").write_text(json.dumps(record, indent=2))
