@@ -1,0 +1,113 @@
+"""Cross-validation by patient, and the operating point, calibration and review band fitted on
+its out-of-fold scores."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+from patchscan.results import Calibration  # noqa: E402
+from patchscan_train import data, operating  # noqa: E402
+from patchscan_train.cv import patient_folds, run_cv  # noqa: E402
+from patchscan_train.cv_report import analyse  # noqa: E402
+
+SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples" / "idc"
+
+
+def examples(patients: int, seed: int = 0) -> list[data.Example]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for p in range(patients):
+        positives = 0 if p == 0 else int(rng.integers(1, 40))
+        for i in range(50):
+            out.append(data.Example(Path(f"{p}/{i}.png"), int(i < positives), f"patient{p}"))
+    return out
+
+
+def test_folds_are_disjoint_cover_every_patient_and_each_has_positives() -> None:
+    folds = patient_folds(examples(32), k=8, seed=0)
+    members = [name for fold in folds for name in fold]
+    assert len(members) == len(set(members)) == 32  # no patient in two folds, none left out
+    assert all(len(fold) == 4 for fold in folds)
+    positive = {e.group for e in examples(32) if e.label}
+    assert all(set(fold) & positive for fold in folds)
+    assert patient_folds(examples(32), k=8, seed=0) == folds  # the seed fixes them
+    assert patient_folds(examples(32), k=8, seed=1) != folds
+
+
+def test_platt_scaling_recovers_a_known_calibration() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.01, 0.99, 40_000)
+    truth = rng.random(40_000) < np.vectorize(Calibration(1.7, -0.6))(raw)
+    fitted = operating.fit_platt(truth, raw)
+    assert fitted.a == pytest.approx(1.7, abs=0.06) and fitted.b == pytest.approx(-0.6, abs=0.05)
+    calibrated = np.vectorize(fitted)(raw)
+    assert operating.expected_calibration_error(truth, calibrated) < 0.01
+    assert operating.expected_calibration_error(truth, raw) > 0.05
+
+
+def overlapping_scores(n: int = 20_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    truth = rng.random(n) < 0.3
+    scores = 1 / (1 + np.exp(-(rng.normal(0, 1.2, n) + np.where(truth, 1.5, -1.5))))
+    return truth, scores
+
+
+def test_review_band_keeps_the_decided_error_under_target_and_holds_the_threshold() -> None:
+    truth, scores = overlapping_scores()
+    threshold = 0.5
+    previous_decided = 1.0
+    for target in (0.10, 0.05, 0.02):
+        choice = operating.review_band(truth, scores, threshold, target)
+        low, high = choice.band.low, choice.band.high
+        assert low <= threshold <= high
+        decided = (scores < low) | (scores >= high)
+        error = np.mean((scores[decided] >= threshold) != truth[decided])
+        assert error <= target and error == pytest.approx(choice.error)
+        assert 0 < choice.decided < previous_decided  # a stricter target reviews more
+        previous_decided = choice.decided
+    base_error = np.mean((scores >= threshold) != truth)
+    assert base_error > 0.10  # the band is doing the work
+
+
+def test_the_operating_point_holds_each_big_patients_sensitivity() -> None:
+    """Patient b's cancer scores lower (another stain): pooled F1 alone would miss most of it."""
+    rng = np.random.default_rng(0)
+    truth = np.r_[rng.random(4000) < 0.3, rng.random(1000) < 0.3]
+    shift = np.r_[np.zeros(4000), np.full(1000, -1.6)]
+    scores = 1 / (1 + np.exp(-(rng.normal(0, 0.8, 5000) + np.where(truth, 1.5, -1.5) + shift)))
+    groups = np.r_[np.full(4000, "a"), np.full(1000, "b")]
+    threshold = operating.sensitivity_holding_threshold(truth, scores, groups, floor=0.75)
+    sensitivity_b = np.mean(scores[(groups == "b") & truth] >= threshold)
+    assert sensitivity_b >= 0.75
+    best_f1 = max(np.unique(np.round(scores, 3)), key=lambda t: operating._f1(truth, scores >= t))
+    assert np.mean(scores[(groups == "b") & truth] >= best_f1) < 0.75  # what F1 alone gives
+
+
+def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> None:
+    """The 2 sample patients as 6 pseudo-patients (every third column of a slide), each with
+    both classes: each patch is scored by the fold that held its patient out, and the report's
+    figures come from those scores."""
+    root = tmp_path / "data"
+    for path in sorted(SAMPLES.glob("*/*/*.png"))[::2]:
+        column = int(path.stem.split("_x")[1].split("_")[0]) // 50
+        patient = f"{path.parts[-3]}{column % 3}"
+        target = root / patient / path.parent.name / path.name.replace(path.parts[-3], patient, 1)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    oof_path = run_cv("idc", root, tmp_path / "cv", k=3, epochs=1, seed=0, variants=("plain",))
+    saved = np.load(oof_path)
+    assert not np.isnan(saved["oof_plain"]).any()
+    record = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    names = [name for fold in record["folds"] for name in fold]
+    assert len(names) == len(set(names)) == len(set(saved["groups"]))
+    report = analyse(oof_path, "idc")
+    fitted = report["plain"]["fitted"]
+    assert 0 <= fitted["threshold"] <= 1 and len(fitted["calibration_context"]) == 2
+    assert fitted["review_band"][0] <= fitted["threshold"] <= fitted["review_band"][1]
+    assert report["plain"]["nested"]["pooled"]["n"] == len(saved["y"])
+    assert math.isfinite(report["plain"]["nested"]["ece"])
