@@ -113,30 +113,47 @@ def with_context(
 
     Results are held back while they belong to the slide being read; a slide met again after
     another one (patches split across far-apart folders) is scored per stretch, with a warning.
+    Only positioned patches make up a slide: a file without x, y (a loose photo in a lab folder)
+    never opens, ends or splits one. It passes straight through, or, met while a slide is held,
+    waits among its patches only to keep its place in the order.
     """
     if context is None:
         yield from results
         return
     held: list[Result] = []
+    slide: str | None = None  # the group of the positioned patches held
     done: set[str] = set()
     try:
         for result in results:
-            if held and result.name.group != held[0].name.group:
+            if result.name.x is None:
+                if held:
+                    held.append(result)
+                else:
+                    yield result
+                continue
+            group = result.name.group
+            if slide is not None and group != slide:
                 yield from _scored(held, context, labels)
-                done.add(held[0].name.group)
-                held = []
-            if not held and result.name.group in done:
-                log.warning(
-                    "slide %s: its patches are not together in the scan's order, so each stretch "
-                    "of them is scored with its own neighbours only",
-                    result.name.group,
-                )
+                done.add(slide)
+                held, slide = [], None
+            if slide is None:
+                if group in done:
+                    _warn_split(group)
+                slide = group
             held.append(result)
     except KeyboardInterrupt:
         # Ctrl-C: hand over what was held, then stop as asked.
         yield from _scored(held, context, labels)
         raise
     yield from _scored(held, context, labels)
+
+
+def _warn_split(group: str) -> None:
+    log.warning(
+        "slide %s: its patches are not together in the scan's order, so each stretch of them "
+        "is scored with its own neighbours only",
+        group,
+    )
 
 
 def _scored(held: list[Result], context: SlideContext, labels: Labels) -> list[Result]:
