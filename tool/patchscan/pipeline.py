@@ -14,10 +14,13 @@ classify, and never at all when it writes only the CSV.
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -59,6 +62,7 @@ class Workers:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
                 initializer=_start_worker,
+                initargs=(os.getpid(),),
             )
         return self._pool.submit(_classify_in_worker, chunk, model, tiles)
 
@@ -233,9 +237,48 @@ def _classify_in_worker(chunk: list[Candidate], model: Model, tiles: bool) -> li
     return classify_chunk(chunk, model, tiles)
 
 
-def _start_worker() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them after saving. Before numpy is
-    imported: its OpenBLAS would start a thread per core (0.1 s of CPU per worker) for matrix
-    products a worker never does."""
+def _start_worker(parent: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops them after saving, and end with it
+    however it ends. Before numpy is imported: its OpenBLAS would start a thread per core (0.1 s
+    of CPU per worker) for matrix products a worker never does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _end_with_parent(parent)
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker (~90 MB) must not outlive its run: killed with -9, the main process cannot stop
+    its workers, which would wait on the task queue under PID 1 forever, and with them
+    multiprocessing's resource tracker (it ends once every process holding its pipe has).
+
+    On Linux the kernel sends SIGKILL when the parent ends, even to a worker stuck in a read;
+    elsewhere a thread waits for the parent to end. A parent that ended before either was in
+    place has already left this process to PID 1 (POSIX), which getppid() then says.
+    """
+    if not _parent_death_signal():
+        threading.Thread(target=_exit_when_parent_ends, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _parent_death_signal() -> bool:
+    """Ask Linux for SIGKILL when the parent ends (prctl PR_SET_PDEATHSIG); False elsewhere.
+
+    The kernel means the thread that started the worker: Workers are started, used and closed
+    by one thread (the scan's, the watch's), which outlives them."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0) == 0)  # 1: PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_parent_ends() -> None:
+    """Wait for the parent to end, then end at once (the watchdog where there is no signal):
+    multiprocessing's parent sentinel is a pipe the parent holds open (POSIX) or the parent's
+    process handle (Windows), so this needs no polling."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(1)
