@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
+import signal
 import struct
 import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Iterator
@@ -20,6 +23,92 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = Path(__file__).parent / "data" / "tiny.onnx"
 SAMPLES = ROOT / "assets" / "samples" / "idc"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def process_state(pid: int) -> tuple[str, int] | None:
+    """(state letter, parent pid) of a live or zombie process from /proc; None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, parent = stat[stat.rindex(")") + 2 :].split()[:2]  # the name may hold ") "
+    return state, int(parent)
+
+
+def running(pid: int) -> bool:
+    """Whether `pid` still runs: a zombie has ended, it only waits to be reaped."""
+    state = process_state(pid)
+    return state is not None and state[0] not in "ZX"
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (every thread's children, unlike /proc/.../children)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            state = process_state(int(entry))
+            if state is not None and state[1] == pid:
+                found.append(int(entry))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    out = []
+    for child in children(pid):
+        out += [child, *descendants(child)]
+    return out
+
+
+def command_of(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    return "?"
+
+
+def _become_subreaper() -> None:
+    """Orphans of the processes the tests start (a killed scan's workers) become this process's
+    children instead of PID 1's, so the check below sees them."""
+    ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+
+
+def _own_resource_tracker() -> int | None:
+    """multiprocessing's tracker for this pytest process: it ends when pytest does."""
+    from multiprocessing import resource_tracker
+
+    return getattr(resource_tracker._resource_tracker, "_pid", None)
+
+
+def _left_behind(timeout: float) -> list[int]:
+    """This process's children still running after `timeout` s (zombies are reaped)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for pid in children(os.getpid()):
+            if not running(pid):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        left = [p for p in children(os.getpid()) if running(p) and p != _own_resource_tracker()]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind() -> Iterator[None]:
+    """The suite leaves no process running: what a test started, or orphaned, is killed, and
+    the run fails saying which."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    _become_subreaper()
+    yield
+    left = _left_behind(timeout=10)
+    commands = [f"{pid}: {command_of(pid)}" for pid in left]
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _left_behind(timeout=2)
+    if commands:
+        pytest.fail("processes left behind by the tests:\n" + "\n".join(commands))
 
 
 @contextlib.contextmanager

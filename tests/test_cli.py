@@ -215,3 +215,27 @@ def test_unwritable_output_is_one_line_not_a_traceback(patches: Path, tiny_model
     )
     assert result.exit_code == 2
     assert "cannot write" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_unwritable_report_is_refused_before_any_work(
+    patches: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """/proc takes no new file, even from root (tests run as root, where permissions say yes
+    to everything): the scan must refuse at once, naming the report, and classify nothing."""
+    csv_path = tmp_path / "r.csv"
+    args = ["scan", str(patches), "--model", str(tiny_model), "--csv", str(csv_path)]
+    result = CliRunner().invoke(main, [*args, "--report", "/proc/r.html"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("patchscan: error: cannot write /proc/r.html: ")
+    assert len(result.stderr.splitlines()) == 1
+    assert not csv_path.exists() and not list(tmp_path.glob("*.patchscan.*"))
+
+
+def test_an_unwritable_csv_folder_names_the_csv_not_the_store(
+    patches: Path, tiny_model: Path
+) -> None:
+    args = ["scan", str(patches), "--model", str(tiny_model), "--csv", "/proc/r.csv"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("patchscan: error: cannot write /proc/r.csv: ")
+    assert ".patchscan.db" not in result.stderr

@@ -109,3 +109,28 @@ def test_models_without_context_leave_the_column_empty(tiny_model: Path, patches
     rows = list(csv.DictReader(io.StringIO(result_.stdout)))
     assert len(rows) == 20 and all(r["context"] == "" for r in rows)
     assert all((r["label"] == "IDC") == (float(r["probability"]) >= 0.5) for r in rows)
+
+
+def test_files_without_a_position_neither_warn_nor_wait(caplog: pytest.LogCaptureFixture) -> None:
+    """A lab folder's loose photos (group "lab", no x, y) with a patient's patches sorted among
+    them are not a slide split in two: only positioned patches make up a slide."""
+    results = [
+        result("lab", None, None, 0.1),
+        result("p1", 1, 1, 0.9),
+        result("lab", None, None, 0.2),
+        result("p1", 51, 1, 0.9),
+        result("lab", None, None, 0.3),
+    ]
+    with caplog.at_level("WARNING"):
+        out = list(with_context(results, CONTEXT, Labels.of(INFO)))
+    assert "not together" not in caplog.text
+    assert [r.path for r in out] == [r.path for r in results]
+    assert [r.context is not None for r in out] == [False, True, False, True, False]
+    assert out[1].context == pytest.approx(0.9)  # both p1 patches scored as one slide
+
+    def one_then_fail():  # type: ignore[no-untyped-def]
+        yield result("lab", None, None, 0.1)
+        raise AssertionError("a file without a position was held for context")
+
+    first = next(with_context(one_then_fail(), CONTEXT, Labels.of(INFO)))
+    assert first.path == "lab/None_None"

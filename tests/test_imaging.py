@@ -103,3 +103,16 @@ def test_a_plain_png_with_corrupt_image_data_gets_pils_reason(tmp_path: Path) ->
     (tmp_path / "corrupt.png").write_bytes(bytes(data))
     with pytest.raises(ImageError, match=r"^cannot decode image: broken data stream"):
         load_rgb(tmp_path / "corrupt.png", (50, 50))
+
+
+@pytest.mark.parametrize("length", [16, 20, 28, 32])
+def test_a_png_cut_inside_its_header_is_a_reason_not_a_crash(tmp_path: Path, length: int) -> None:
+    """Found by tests/test_fuzz.py: a PNG cut in its IHDR raised struct.error, which no caller
+    expects, and the whole scan ended with a traceback instead of one error row."""
+    from conftest import SAMPLES
+
+    source = sorted(SAMPLES.glob("*/*/*.png"))[0].read_bytes()
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(source[:length])
+    with pytest.raises(ImageError):
+        load_rgb(cut, (50, 50))

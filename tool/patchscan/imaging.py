@@ -39,7 +39,9 @@ def load_rgb(path: str | Path, size: tuple[int, int]) -> np.ndarray:
         raise
     except UnidentifiedImageError:
         raise ImageError("not an image PIL can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:  # truncated data, broken chunks, I/O errors
+    # Truncated data, broken chunks, I/O errors; PIL's parsers also let struct.error, EOFError and
+    # IndexError out of some broken headers.
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, IndexError) as exc:
         raise ImageError(_describe(exc)) from None
     if rgb.size != size:
         rgb = rgb.resize(size, Image.Resampling.BILINEAR)
@@ -83,7 +85,7 @@ def _plain_png(handle: BinaryIO) -> Image.Image | None:
     while position + 8 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, position)
         start = position + 8
-        if kind == b"IHDR" and length == 13:
+        if kind == b"IHDR" and length == 13 and start + 13 <= len(data):  # (a cut file's is not)
             header = struct.unpack_from(">IIBBBBB", data, start)
         elif kind == b"IDAT":
             pieces.append(data[start : start + length])

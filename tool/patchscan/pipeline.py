@@ -14,10 +14,13 @@ classify, and never at all when it writes only the CSV.
 from __future__ import annotations
 
 import collections
+import ctypes
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 from collections.abc import Generator, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 
@@ -59,6 +62,7 @@ class Workers:
                 self.workers,
                 mp_context=multiprocessing.get_context("spawn"),  # never fork onnxruntime
                 initializer=_start_worker,
+                initargs=(os.getpid(),),
             )
         return self._pool.submit(_classify_in_worker, chunk, model, tiles)
 
@@ -116,30 +120,47 @@ def with_context(
 
     Results are held back while they belong to the slide being read; a slide met again after
     another one (patches split across far-apart folders) is scored per stretch, with a warning.
+    Only positioned patches make up a slide: a file without x, y (a loose photo in a lab folder)
+    never opens, ends or splits one. It passes straight through, or, met while a slide is held,
+    waits among its patches only to keep its place in the order.
     """
     if context is None:
         yield from results
         return
     held: list[Result] = []
+    slide: str | None = None  # the group of the positioned patches held
     done: set[str] = set()
     try:
         for result in results:
-            if held and result.name.group != held[0].name.group:
+            if result.name.x is None:
+                if held:
+                    held.append(result)
+                else:
+                    yield result
+                continue
+            group = result.name.group
+            if slide is not None and group != slide:
                 yield from _scored(held, context, labels)
-                done.add(held[0].name.group)
-                held = []
-            if not held and result.name.group in done:
-                log.warning(
-                    "slide %s: its patches are not together in the scan's order, so each stretch "
-                    "of them is scored with its own neighbours only",
-                    result.name.group,
-                )
+                done.add(slide)
+                held, slide = [], None
+            if slide is None:
+                if group in done:
+                    _warn_split(group)
+                slide = group
             held.append(result)
     except KeyboardInterrupt:
         # Ctrl-C: hand over what was held, then stop as asked.
         yield from _scored(held, context, labels)
         raise
     yield from _scored(held, context, labels)
+
+
+def _warn_split(group: str) -> None:
+    log.warning(
+        "slide %s: its patches are not together in the scan's order, so each stretch of them "
+        "is scored with its own neighbours only",
+        group,
+    )
 
 
 def _scored(held: list[Result], context: SlideContext, labels: Labels) -> list[Result]:
@@ -219,9 +240,48 @@ def _classify_in_worker(chunk: list[Candidate], model: Model, tiles: bool) -> li
     return classify_chunk(chunk, model, tiles)
 
 
-def _start_worker() -> None:
-    """Workers leave Ctrl-C to the main process, which stops them after saving. Before numpy is
-    imported: its OpenBLAS would start a thread per core (0.1 s of CPU per worker) for matrix
-    products a worker never does."""
+def _start_worker(parent: int) -> None:
+    """Workers leave Ctrl-C to the main process, which stops them after saving, and end with it
+    however it ends. Before numpy is imported: its OpenBLAS would start a thread per core (0.1 s
+    of CPU per worker) for matrix products a worker never does."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    _end_with_parent(parent)
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker (~90 MB) must not outlive its run: killed with -9, the main process cannot stop
+    its workers, which would wait on the task queue under PID 1 forever, and with them
+    multiprocessing's resource tracker (it ends once every process holding its pipe has).
+
+    On Linux the kernel sends SIGKILL when the parent ends, even to a worker stuck in a read;
+    elsewhere a thread waits for the parent to end. A parent that ended before either was in
+    place has already left this process to PID 1 (POSIX), which getppid() then says.
+    """
+    if not _parent_death_signal():
+        threading.Thread(target=_exit_when_parent_ends, name="parent-watch", daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _parent_death_signal() -> bool:
+    """Ask Linux for SIGKILL when the parent ends (prctl PR_SET_PDEATHSIG); False elsewhere.
+
+    The kernel means the thread that started the worker: Workers are started, used and closed
+    by one thread (the scan's, the watch's), which outlives them."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0) == 0)  # 1: PDEATHSIG
+    except (OSError, AttributeError):
+        return False
+
+
+def _exit_when_parent_ends() -> None:
+    """Wait for the parent to end, then end at once (the watchdog where there is no signal):
+    multiprocessing's parent sentinel is a pipe the parent holds open (POSIX) or the parent's
+    process handle (Windows), so this needs no polling."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()
+        os._exit(1)

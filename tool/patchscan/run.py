@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from patchscan.atomic import remove_stale_temps
 from patchscan.errors import UsageError
+from patchscan.lock import hold, lock_paths
 from patchscan.model import Model, ModelInfo, file_sha256, read_info, resolve_model
 from patchscan.report.outputs import Outputs
 from patchscan.report.summary import Summary
 from patchscan.results import Labels
-from patchscan.store import ResultStore, open_store, store_path
+from patchscan.store import ResultStore, open_store, store_files, store_path
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,8 +94,10 @@ class Opened:
 
 
 @contextlib.contextmanager
-def open_run(settings: RunSettings, force: bool = False) -> Iterator[Opened]:
-    """Resolve the model, open the store beside the outputs, build the label rule.
+def open_run(settings: RunSettings, command_line: str, force: bool = False) -> Iterator[Opened]:
+    """Resolve the model, take the outputs (lock.py: one run at a time, or UsageError naming the
+    one that has them), clear what a killed run left beside them, open the store beside them,
+    build the label rule.
 
     The store remembers the model's metadata, so a rescan that finds everything known never
     reads more of the model file than its hash; `force` reads it again.
@@ -105,9 +109,19 @@ def open_run(settings: RunSettings, force: bool = False) -> Iterator[Opened]:
         model = Model(path, sha256, read_info(path))
         yield Opened(model, None, settings.labels(model.info))
         return
-    with open_store(store_path(outputs), sha256) as store:
+    with hold(outputs, command_line), open_store(store_path(outputs), sha256) as store:
+        remove_stale_temps(outputs)  # only now: a live run's temp file is never ours to remove
         known = None if force else store.model_info()
         info = known or read_info(path)
         if known is None:
             store.remember_model(info)
         yield Opened(Model(path, sha256, info), store, settings.labels(info))
+
+
+def own_files(outputs: tuple[Path, ...]) -> frozenset[Path]:
+    """A run's outputs and what it keeps beside them (the store and SQLite's companions, the
+    locks), as real paths: never taken for input."""
+    if not outputs:
+        return frozenset()
+    own = {*outputs, *store_files(store_path(outputs)), *lock_paths(outputs)}
+    return frozenset(Path(os.path.realpath(p)) for p in own)

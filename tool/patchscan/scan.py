@@ -26,8 +26,8 @@ from patchscan.pipeline import Workers, classify, with_context
 from patchscan.report.csv_writer import open_csv
 from patchscan.report.summary import Summary
 from patchscan.results import Labels, Result
-from patchscan.run import Opened, RunSettings, open_run
-from patchscan.store import ResultStore, Tally, store_files
+from patchscan.run import Opened, RunSettings, open_run, own_files
+from patchscan.store import ResultStore, Tally
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def run_scan(
     on_result: Callable[[Result], None] = lambda result: None,
 ) -> ScanOutcome:
     settings.check()
-    with open_run(settings, force=settings.force) as run:
+    with open_run(settings, command_line, force=settings.force) as run:
         if run.store is not None and not settings.force:
             walked = _Fingerprint(settings, run.model.sha256, run.labels)
             last = _unchanged_since_last_scan(settings, run.store, walked)
@@ -95,7 +95,7 @@ def _classify_and_write(
         if settings.csv or to_stdout
         else contextlib.nullcontext() as csv_out,
     ):
-        images = _images(settings, summary, store.path if store else None, fingerprint)
+        images = _images(settings, summary, fingerprint)
         jobs: Iterator[Candidate | Result] = (
             images
             if store is None or settings.force or not store.has_results()
@@ -153,7 +153,7 @@ def _unchanged_since_last_scan(
     last = store.last_scan(settings.outputs.paths)
     if last is None:
         return None
-    for found in walk(settings.paths, exclude=_own_files(settings, store.path)):
+    for found in walk(settings.paths, exclude=own_files(settings.outputs.paths)):
         walked.see(found)
     return last[1] if walked.hexdigest() == last[0] else None
 
@@ -189,18 +189,13 @@ def _known_first(
 
 
 def _images(
-    settings: ScanSettings, summary: Summary, store: Path | None, fingerprint: _Fingerprint
+    settings: ScanSettings, summary: Summary, fingerprint: _Fingerprint
 ) -> Iterator[Candidate]:
-    """Images to classify; our own outputs and result store are never taken for input."""
-    for found in walk(settings.paths, exclude=_own_files(settings, store)):
+    """Images to classify; our own outputs, result store and locks are never taken for input."""
+    for found in walk(settings.paths, exclude=own_files(settings.outputs.paths)):
         fingerprint.see(found)
         path, skip, stamp = found
         if skip:
             summary.add_skipped(skip)
         else:
             yield Candidate(path, stamp=stamp)
-
-
-def _own_files(settings: ScanSettings, store: Path | None) -> frozenset[Path]:
-    own = set(settings.outputs.paths) | (store_files(store) if store else set())
-    return frozenset(Path(os.path.realpath(p)) for p in own)

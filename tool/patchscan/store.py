@@ -2,8 +2,9 @@
 
 A row is keyed by absolute path and is current while the file's (size, mtime_ns) and the model's sha256
 are unchanged, so a rescan re-reads nothing that it already knows and a changed file or model is
-redone. `patchscan scan` and `patchscan watch` share it; SQLite's journal makes every committed
-batch survive a crash or `kill -9`, and an uncommitted one is simply redone.
+redone. `patchscan scan` and `patchscan watch` share it, one run at a time (lock.py); SQLite's
+journal makes every committed batch survive a crash or `kill -9`, and an uncommitted one is simply
+redone.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from patchscan.pipeline import Workers, classify, with_context
 from patchscan.report.csv_writer import append_rows, open_csv
 from patchscan.report.summary import Summary, timestamp
 from patchscan.results import Result
-from patchscan.run import Opened, RunSettings, open_run
-from patchscan.store import ResultStore, store_files, store_path
+from patchscan.run import Opened, RunSettings, open_run, own_files
+from patchscan.store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -110,11 +110,11 @@ class Watcher:
     def run(self) -> int:
         """Watch until stopped; returns how many files were classified in this session."""
         settings = self.settings
-        outputs = settings.outputs.paths
-        self.own = frozenset(
-            Path(os.path.realpath(p)) for p in (*outputs, *store_files(store_path(outputs)))
-        )
-        with open_run(settings) as run, Workers(settings.worker_count()) as workers:
+        self.own = own_files(settings.outputs.paths)
+        with (
+            open_run(settings, self.command_line) as run,
+            Workers(settings.worker_count()) as workers,
+        ):
             assert run.store is not None  # a watch always has outputs (check())
             self.workers: Workers = workers
             self.opened: Opened = run

@@ -153,14 +153,20 @@ def _provenance(summary: Summary) -> str:
     rows = [
         ("tool", f"patchscan {p.tool_version}"),
         ("model", f"{p.model.name} {p.model.version} ({p.model_path.name})"),
-        ("model sha256", f"<code>{p.model_sha256}</code>"),
-        ("threshold", f"{p.labels.threshold:g} → {_e(p.model.positive)} when P ≥ threshold"),
+        ("model sha256", p.model_sha256),
+        ("threshold", f"{p.labels.threshold:g} → {p.model.positive} when P ≥ threshold"),
         *_context_row(p),
-        ("command", f"<code>{_e(p.command_line)}</code>"),
-        ("started / finished", f"{_e(p.started)} / {_e(p.finished)}"),
+        ("command", p.command_line),
+        ("started / finished", f"{p.started} / {p.finished}"),
     ]
-    body = "".join(f'<tr><th class="l">{k}</th><td>{v}</td></tr>' for k, v in rows)
+    body = "".join(f'<tr><th class="l">{_e(k)}</th><td>{_cell(k, v)}</td></tr>' for k, v in rows)
     return f'<h2>Provenance</h2><table class="prov">{body}</table>'
+
+
+def _cell(key: str, text: str) -> str:
+    """A provenance value as markup: the rows hold plain text only, escaped here, so what a
+    model file or the command line says about itself never reaches the page as markup."""
+    return f"<code>{_e(text)}</code>" if key in ("model sha256", "command") else _e(text)
 
 
 def _context_row(p: Provenance) -> list[tuple[str, str]]:
@@ -170,7 +176,7 @@ def _context_row(p: Provenance) -> list[tuple[str, str]]:
     return [
         (
             "slide context",
-            f"a patch with a position is labelled {_e(p.model.positive)} when the weighted mean "
+            f"a patch with a position is labelled {p.model.positive} when the weighted mean "
             f"of its P (×{context.self_weight:g}) and its neighbours' (up to {context.radius} "
             f"patches away) is ≥ {p.labels.context_threshold:g}",
         )
@@ -349,13 +355,18 @@ def _model_card(summary: Summary) -> str:
     )
 
 
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+def _e(text: object) -> str:
+    """The one way text enters the page: every value from a file, a folder, the command line or
+    the model's metadata goes through here (or _num, for numbers)."""
+    return html.escape(str(text), quote=True)
 
 
 def _num(value: Any) -> str:
+    """A number as the report shows it; anything else (a crafted model's metrics) as text."""
     if value is None:
         return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return _e(value)
     return f"{value:,}" if isinstance(value, int) else f"{value:.3f}"
 
 

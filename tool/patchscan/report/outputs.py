@@ -6,6 +6,7 @@ writes the two summaries whenever the driver says they are due.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +41,7 @@ class Outputs:
                 raise UsageError(f"{output}: is a folder, expected a file name")
             if not output.parent.is_dir():
                 raise UsageError(f"{output}: folder {output.parent} does not exist")
+            _check_writable(output)
 
     def write(self, summary: Summary) -> None:
         """The JSON and the HTML report, each replaced atomically.
@@ -55,3 +57,15 @@ class Outputs:
             from patchscan.report.html_writer import write_html
 
             write_html(summary, self.report)
+
+
+def _check_writable(output: Path) -> None:
+    """A folder that takes no new file (permissions, a read-only share) is found before the scan,
+    not after it, and named as the user gave it. The probe is a nameless temp file (O_TMPFILE on
+    Linux: no name that a watched folder or another program could see), created and dropped;
+    permission bits alone would not do, as root passes every os.access check."""
+    try:
+        with tempfile.TemporaryFile(dir=output.parent):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
