@@ -104,3 +104,28 @@ def cv(
     out = out or Path("runs") / f"{task}-cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
     oof = run_cv(task, data, out, folds, epochs, seed, variants or VARIANTS, limit)
     click.echo(json.dumps(analyse(oof, task), indent=2)[:4000])
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="The shipped ONNX file to calibrate in place (its card beside it is updated).",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="The run's split seed.")
+def calibrate(task: str, data: Path, model_path: Path, seed: int) -> None:
+    """Fit calibration and the review band of a shipped model on its validation split, write
+    them into its metadata and card, and judge them on the test split."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.calibrate import calibrate_shipped
+    from patchscan_train.modelcard import write_calibration_section
+
+    figures = calibrate_shipped(task, data, model_path, seed)
+    write_calibration_section(model_path.with_suffix(".md"), figures)
+    click.echo(json.dumps({k: v for k, v in figures.items()}, indent=2, default=float)[:3000])

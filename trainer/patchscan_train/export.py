@@ -36,9 +36,7 @@ def export_onnx(model: keras.Model, info: ModelInfo, path: Path, check_images: n
         return model(image, training=False)
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=17)
-    entry = proto.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = json.dumps(info.to_metadata())
+    set_metadata(proto, info)
     proto.producer_name = "patchscan-train"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".onnx.tmp")
@@ -51,6 +49,25 @@ def export_onnx(model: keras.Model, info: ModelInfo, path: Path, check_images: n
         )
     tmp.replace(path)
     return difference
+
+
+def set_metadata(proto: onnx.ModelProto, info: ModelInfo) -> None:
+    """The model's `patchscan` metadata entry (patchscan.model reads it), replaced if present."""
+    kept = [entry for entry in proto.metadata_props if entry.key != METADATA_KEY]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    entry = proto.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = json.dumps(info.to_metadata())
+
+
+def rewrite_metadata(path: Path, info: ModelInfo) -> None:
+    """Replace a finished ONNX file's metadata (the graph untouched), atomically."""
+    proto = onnx.load(str(path))
+    set_metadata(proto, info)
+    tmp = path.with_suffix(".onnx.tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(path)
 
 
 def parity(model: keras.Model, onnx_path: Path, images: np.ndarray) -> float:

@@ -116,3 +116,35 @@ def _f(value: Any) -> str:
 def _first_sentence(docstring: str | None) -> str:
     """The architecture's one-line summary, from its builder's docstring (nets.py)."""
     return " ".join((docstring or "").split("\n\n")[0].split())
+
+
+CALIBRATION_HEADING = "## Calibration and review band"
+
+
+def write_calibration_section(path: Path, figures: dict[str, Any]) -> None:
+    """Put (or replace) the card's calibration section: what the probabilities mean and what
+    the review band guarantees, in plain words, with the test split's figures."""
+    val, test = figures["val"], figures["test"]
+    band = test["review"]["band"]
+    section = f"""{CALIBRATION_HEADING}
+
+Probabilities are calibrated (Platt scaling, a = {figures["calibration"][0]:.3f},
+b = {figures["calibration"][1]:.3f}, fitted on the validation split): of the images given 0.8, about
+80% are positive. Expected calibration error on the test split: {test["ece_raw"]:.3f} before,
+{test["ece"]:.3f} after (validation {val["ece"]:.3f}). The threshold, in calibrated units, is
+{figures["threshold"]:.4f}: the same calls as before.
+
+**Needs review.** A call whose calibrated probability lies in [{band[0]:.3f}, {band[1]:.3f}) is
+marked `review = yes` in the CSV: on the validation split, the calls outside that band were wrong
+at most 5% of the time (95% confidence; `--review-error` picks another rate). On the held-out test
+split, {100 * test["review"]["share_reviewed"]:.1f}% of images fell in the band and the others
+were called right {100 * test["review"]["decided_accuracy"]:.1f}% of the time.
+"""
+    text = path.read_text()
+    if CALIBRATION_HEADING in text:
+        before, _, after = text.partition(CALIBRATION_HEADING)
+        rest = after.split("\n## ", 1)
+        text = before + section + ("\n## " + rest[1] if len(rest) > 1 else "")
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.write_text(text)

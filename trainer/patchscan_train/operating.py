@@ -204,3 +204,31 @@ def per_patient(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, t: float)
         }
         for g in np.unique(groups)
     }
+
+
+REVIEW_METHOD = (
+    "Learn-then-Test, fixed-sequence: from everything reviewed to nothing, each band whose "
+    "decided calls' error has a 95% Wilson upper bound at or under the target is accepted; "
+    "the narrowest accepted band is kept"
+)
+
+
+def review_metadata(
+    sets: dict[str, tuple[np.ndarray, np.ndarray, float]], calibration_set: dict[str, Any]
+) -> dict[str, Any]:
+    """The model's `review` metadata (patchscan.results.review_bands reads it): for each kind of
+    score (name -> truth, calibrated scores, threshold), a band per error-rate target."""
+    return {
+        "target": 0.05,
+        "confidence": 1 - DELTA,
+        "method": REVIEW_METHOD,
+        "calibration_set": calibration_set,
+        "bands": {
+            kind: [
+                [target, choice.band.low, choice.band.high]
+                for target in REVIEW_TARGETS
+                for choice in [review_band(y, scores, threshold, target)]
+            ]
+            for kind, (y, scores, threshold) in sets.items()
+        },
+    }
