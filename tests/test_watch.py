@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,8 @@ from PIL import Image
 
 from conftest import SAMPLES
 from patchscan import watch as watch_module
+from patchscan.imaging import load_rgb, to_model_input
+from patchscan.model import ModelSession
 from patchscan.pipeline import Result
 from patchscan.report.csv_writer import COLUMNS
 from patchscan.watch import Watcher, WatchSettings
@@ -92,6 +95,12 @@ def drop(source: Path, target: Path) -> None:
     part = target.with_name(target.name + ".part")
     shutil.copy(source, part)
     part.rename(target)
+
+
+@pytest.fixture(autouse=True)
+def quick_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle loop wakes every 0.1 s instead of every second: each test waits less."""
+    monkeypatch.setattr(watch_module, "IDLE_WAKE", 0.1)
 
 
 @pytest.fixture
@@ -204,21 +213,182 @@ def test_own_outputs_and_temporary_names_are_not_classified(
     assert [Path(r["path"]).name for r in rows(folder / "r.csv")] == ["real.png"]
 
 
+class DeafObserver(threading.Thread):
+    """An observer that runs and never delivers an event (a share where inotify sees nothing)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(daemon=True)
+        self.stopped = threading.Event()
+
+    def schedule(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def run(self) -> None:
+        self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def started(out: Path) -> Callable[[], bool]:
+    """The first loop has run (its report is written): the first walk is over, the observer on."""
+    return lambda: (out / "r.json").exists()
+
+
 def test_files_that_raise_no_event_are_found_by_the_rescan(
     dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The file lands after the first walk, and no event ever mentions it: only the periodic
+    walk of the whole folder can find it."""
+    monkeypatch.setattr(watch_module, "Observer", DeafObserver)
     monkeypatch.setattr(watch_module._Inbox, "on_any_event", lambda self, event: None)
     folder, out = dirs
     with watching(folder, out, tiny_model, rescan=0.5):
+        wait_for(started(out))
         drop(sample_patches(1)[0], folder / "quiet.png")
-        wait_for(lambda: len(rows(out / "r.csv")) == 1)
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
 
 
-def test_polling_for_network_shares(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+def test_polling_for_network_shares(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --poll, a PollingObserver finds the file: native events see nothing here, and the
+    next walk of the whole folder is a minute away."""
+    monkeypatch.setattr(watch_module, "Observer", DeafObserver)
     folder, out = dirs
     with watching(folder, out, tiny_model, poll=0.2):
+        wait_for(started(out))
         drop(sample_patches(1)[0], folder / "share.png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+
+
+def test_a_dead_observer_is_restarted(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first observer dies at once (a network share went away); the loop starts a new one,
+    whose events then find a file that lands."""
+    made: list[object] = []
+
+    def observer() -> object:
+        made.append(DeafObserver() if not made else RealObserver())
+        if len(made) == 1:
+            made[0].stop()  # type: ignore[attr-defined]  # its thread ends as soon as it starts
+        return made[-1]
+
+    from watchdog.observers import Observer as RealObserver
+
+    monkeypatch.setattr(watch_module, "Observer", observer)
+    folder, out = dirs
+    with watching(folder, out, tiny_model):
+        wait_for(lambda: len(made) >= 2, timeout=10)
+        wait_for(started(out))
+        drop(sample_patches(1)[0], folder / "after.png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+        assert len(made) == 2 and made[1].is_alive()  # type: ignore[attr-defined]
+
+
+def test_without_inotify_it_falls_back_to_polling(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inotify watch limit reached: the watch polls instead (every 2 s) and still finds a
+    file that lands, long before the next walk of the whole folder."""
+
+    class NoInotify(DeafObserver):
+        def start(self) -> None:
+            raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watch_module, "Observer", NoInotify)
+    folder, out = dirs
+    with watching(folder, out, tiny_model):
+        wait_for(started(out))
+        drop(sample_patches(1)[0], folder / "polled.png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+
+
+def test_a_file_that_does_not_decode_yet_is_retried_not_an_error(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a PNG whose writer pauses longer than --settle: retried until RETRY_FOR, so when
+    the rest arrives it gets one ok row, and never an error row or an error result."""
+    monkeypatch.setattr(watch_module, "RETRY_FOR", 3.0)
+    folder, out = dirs
+    data = sample_patches(1)[0].read_bytes()
+    seen: list[Result] = []
+    with watching(folder, out, tiny_model, on_result=seen.append):
+        wait_for(started(out))
+        target = folder / "stalled.png"
+        target.write_bytes(data[: len(data) // 2])
+        time.sleep(5 * SETTLE)  # settled, and read (and failed) more than once by now
+        assert rows(out / "r.csv") == [] and seen == []
+        with open(target, "ab") as handle:
+            handle.write(data[len(data) // 2 :])
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+    (row,) = rows(out / "r.csv")
+    assert row["status"] == "ok" and [r.ok for r in seen] == [True]
+
+
+def test_an_undecodable_file_is_an_error_only_after_retry_for(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch_module, "RETRY_FOR", 1.5)
+    folder, out = dirs
+    with watching(folder, out, tiny_model):
+        wait_for(started(out))
+        landed = time.monotonic()
+        (folder / "broken.png").write_bytes(b"this is not a png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+        assert time.monotonic() - landed >= 1.5
+    (row,) = rows(out / "r.csv")
+    assert row["status"] == "error" and "not an image" in row["error"]
+
+
+def test_the_default_retry_is_10_seconds() -> None:
+    """README: a file that does not decode is retried for 10 s, then gets one error row."""
+    assert watch_module.RETRY_FOR == 10.0
+
+
+def report_files(out: Path) -> int | None:
+    try:
+        return json.loads((out / "r.json").read_text())["files"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def test_reports_are_rebuilt_while_watching(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+    folder, out = dirs
+    with watching(folder, out, tiny_model, report_every=0.5):
+        wait_for(lambda: report_files(out) == 0)
+        drop(sample_patches(1)[0], folder / "one.png")
+        wait_for(lambda: report_files(out) == 1, timeout=10)  # not only when stopped
+
+
+def test_reports_are_rebuilt_at_most_every_report_every_seconds(
+    dirs: tuple[Path, Path], tiny_model: Path
+) -> None:
+    """A busy folder must not rewrite a large HTML report after every batch."""
+    folder, out = dirs
+    with watching(folder, out, tiny_model, report_every=60.0):
+        wait_for(lambda: report_files(out) == 0)
+        drop(sample_patches(1)[0], folder / "one.png")
         wait_for(lambda: len(rows(out / "r.csv")) == 1)
+        time.sleep(3 * SETTLE)
+        assert report_files(out) == 0  # the CSV has the row; the report waits its turn
+    assert report_files(out) == 1  # and is brought up to date on stopping
+
+
+def test_watch_labels_at_the_given_threshold(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+    """--threshold applies to what a watch classifies, with P == threshold positive: grey 108
+    (P 0.42) is IDC at its own P, where the model's 0.5 would make it non-IDC."""
+    folder, out = dirs
+    for name, grey in (("white.png", 255), ("grey.png", 108), ("dark.png", 0)):
+        Image.new("RGB", (50, 50), (grey,) * 3).save(folder / name)
+    pixels = to_model_input(load_rgb(folder / "grey.png", (8, 8))[None])
+    probability = float(ModelSession(tiny_model).predict(pixels)[0])  # exactly as a worker does
+    with watching(folder, out, tiny_model, threshold=probability):
+        wait_for(lambda: len(rows(out / "r.csv")) == 3)
+    got = {Path(r["path"]).name: (float(r["probability"]), r["label"]) for r in rows(out / "r.csv")}
+    assert got["grey.png"] == (pytest.approx(probability, abs=1e-6), "IDC")
+    assert got["white.png"][1] == "IDC" and got["dark.png"][1] == "non-IDC"
 
 
 def start(folder: Path, out: Path, tiny_model: Path) -> subprocess.Popen[bytes]:
