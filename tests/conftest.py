@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -207,3 +208,24 @@ def stored_probabilities(csv_path: Path) -> dict[str, float]:
     with contextlib.closing(sqlite3.connect(db)) as connection:
         rows = connection.execute("SELECT path, probability FROM results").fetchall()
     return {path: probability for path, probability in rows if probability is not None}
+
+
+def group_members(group: int) -> list[int]:
+    """The live (not zombie) processes of a process group: a test that starts one checks that
+    nothing of it, workers included, outlives it."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_group(group: int) -> None:
+    """SIGKILL whatever is left of a process group a test started (its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)

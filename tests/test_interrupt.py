@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import patchscan.scan as scan_module
-from conftest import SAMPLES, read_csv
+from conftest import SAMPLES, group_members, kill_group, read_csv
 from patchscan.cli import main
 
 
@@ -54,9 +54,9 @@ def test_a_rerun_after_ctrl_c_with_the_same_outputs_finishes_the_scan(
 
 # Run in the main process and in each spawned worker (sitecustomize runs at every interpreter
 # start): two workers whatever the machine, the first 128 images at full speed (more than the 8 KB
-# the CSV writer buffers, so rows reach the file) and each one after them 20 ms slower, so the
-# scan is still running when the signal comes. 256 images in chunks of 32 are all read ahead
-# (4 chunks per worker): the walk is complete, as in a scan of a small folder.
+# the CSV writer buffers, so rows reach the file) and each one after them 20 ms slower, logged
+# by the worker's pid, so the scan is still running when the signal comes. 256 images in chunks
+# of 32 are all read ahead (4 chunks per worker): the walk is complete, as in a small folder.
 SHIM = """
 import os, time
 import patchscan.imaging
@@ -66,19 +66,13 @@ _load_rgb = patchscan.imaging.load_rgb
 
 def _slow_after_128(path, *args, **kwargs):
     if int(os.path.basename(path)[1:5]) >= 128:
+        with open(os.environ["SLOW_IMAGES_LOG"], "a") as log:
+            print(os.getpid(), file=log)
         time.sleep(0.02)
     return _load_rgb(path, *args, **kwargs)
 
 patchscan.imaging.load_rgb = _slow_after_128
 """
-
-
-def alive(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_sigint_to_a_scan_with_workers_running_exits_130_and_keeps_its_outputs(
@@ -95,9 +89,10 @@ def test_sigint_to_a_scan_with_workers_running_exits_130_and_keeps_its_outputs(
     command = [sys.executable, "-m", "patchscan", "scan", str(folder), "--model", str(tiny_model)]
     command += ["--csv", str(out / "r.csv"), "--json", str(out / "r.json"), "--batch-size", "32"]
     path = os.pathsep.join(filter(None, [str(shim), os.environ.get("PYTHONPATH")]))
+    log = tmp_path / "slow_images.log"
     process = subprocess.Popen(
         command,
-        env={**os.environ, "PYTHONPATH": path},
+        env={**os.environ, "PYTHONPATH": path, "SLOW_IMAGES_LOG": str(log)},
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own process group, as a terminal's job would be
@@ -105,7 +100,11 @@ def test_sigint_to_a_scan_with_workers_running_exits_130_and_keeps_its_outputs(
     group = process.pid
     try:
         deadline = time.monotonic() + 30
-        while not any(p.stat().st_size for p in out.glob(".r.csv.*.tmp")):  # rows written
+        while not (
+            any(p.stat().st_size for p in out.glob(".r.csv.*.tmp"))  # rows written
+            and log.exists()
+            and len(set(log.read_text().split())) == 2  # both workers at work, so both started
+        ):
             assert process.poll() is None, process.communicate()[1]
             assert time.monotonic() < deadline, "no rows written"
             time.sleep(0.01)
@@ -114,12 +113,11 @@ def test_sigint_to_a_scan_with_workers_running_exits_130_and_keeps_its_outputs(
         assert process.returncode == 130, stderr
         assert "Traceback" not in stderr and "interrupted" in stderr
         deadline = time.monotonic() + 10
-        while alive(group):  # no worker outlives the scan
+        while group_members(group):  # no worker outlives the scan
             assert time.monotonic() < deadline, "a worker process survived the scan"
             time.sleep(0.05)
     finally:
-        if alive(group):
-            os.killpg(group, signal.SIGKILL)
+        kill_group(group)
         process.wait()
     rows = read_csv(out / "r.csv")
     assert 1 <= len(rows) < count

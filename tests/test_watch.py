@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES
+from conftest import SAMPLES, group_members, kill_group
 from patchscan import watch as watch_module
 from patchscan.imaging import load_rgb, to_model_input
 from patchscan.model import ModelSession
@@ -395,7 +395,8 @@ def start(folder: Path, out: Path, tiny_model: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "patchscan", "watch", str(folder), "--model", str(tiny_model)]
     command += ["--csv", str(out / "r.csv"), "--settle", str(SETTLE)]
     with open(out / "stderr.txt", "ab") as stderr:  # the child keeps its own copy
-        return subprocess.Popen(command, stderr=stderr)
+        # Its own process group: what it leaves behind (worker processes) can be found and ended.
+        return subprocess.Popen(command, stderr=stderr, start_new_session=True)
 
 
 def test_kill_9_and_restart_neither_redoes_nor_loses_a_file(
@@ -411,6 +412,7 @@ def test_kill_9_and_restart_neither_redoes_nor_loses_a_file(
     finally:
         process.kill()
         process.wait()
+        kill_group(process.pid)  # its workers, orphaned by the kill -9 (see the xfail below)
     for index, source in enumerate(sources[250:]):  # landed while nobody was watching
         drop(source, folder / f"b{index:03d}.png")
     process = start(folder, out, tiny_model)
@@ -420,8 +422,31 @@ def test_kill_9_and_restart_neither_redoes_nor_loses_a_file(
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+        kill_group(process.pid)
     paths = [r["path"] for r in rows(out / "r.csv")]
     assert len(paths) == len(set(paths)) == 300
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: after kill -9 of a watch, its worker processes never exit: each "
+    "waits forever on the pool's queue, whose write end it holds itself, with its onnxruntime "
+    "session in memory",
+)
+def test_kill_9_leaves_no_worker_behind(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+    folder, out = dirs
+    drop(sample_patches(1)[0], folder / "one.png")
+    process = start(folder, out, tiny_model)
+    try:
+        wait_for(lambda: len(rows(out / "r.csv")) == 1)  # the workers have started
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 3
+        while group_members(process.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert group_members(process.pid) == []
+    finally:
+        kill_group(process.pid)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -432,8 +457,12 @@ def test_ctrl_c_and_sigterm_save_and_exit_0(
     for index, source in enumerate(sample_patches(30)):
         drop(source, folder / f"p{index:02d}.png")
     process = start(folder, out, tiny_model)
-    wait_for(lambda: len(rows(out / "r.csv")) == 30)
-    process.send_signal(signum)
-    assert process.wait(timeout=30) == 0
+    try:
+        wait_for(lambda: len(rows(out / "r.csv")) == 30)
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 0
+        assert group_members(process.pid) == []  # its workers were stopped with it
+    finally:
+        kill_group(process.pid)
     stderr = (out / "stderr.txt").read_text()
     assert "Traceback" not in stderr and "stopped; 30 files classified" in stderr
