@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from dataclasses import replace as dataclass_replace
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -293,3 +294,52 @@ def test_the_models_name_version_and_file_name_are_escaped(tmp_path: Path) -> No
     )
     page = evil_scan(tmp_path, model)
     assert_escaped(page, [evil("name"), evil("v"), evil("model file")])
+
+
+def test_errors_beyond_the_listed_ones_are_counted_and_the_threshold_line_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for 2 error rows, 3 unreadable files: 2 listed, "… and 1 more", all counted;
+    and the histogram's threshold line is drawn at --threshold, not at the model's 0.5."""
+    monkeypatch.setattr(summary_module, "MAX_LISTED_ERRORS", 2)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (folder / name).write_bytes(b"not a png")
+    Image.new("RGB", (50, 50), (128, 128, 128)).save(folder / "d.png")
+    settings = ScanSettings(
+        (folder,), str(TINY_MODEL), json=tmp_path / "r.json", report=tmp_path / "r.html"
+    )
+    outcome = run_scan(dataclass_replace(settings, threshold=0.25), "test")
+    assert outcome.errors == 3
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["errors"] == 3 and report["files"] == 4
+    assert [e["path"] for e in report["error_list"]] == [
+        str(folder / n) for n in ("a.png", "b.png")
+    ]
+    page = (tmp_path / "r.html").read_text()
+    errors = section(page, "Files that could not be classified (3)")
+    assert errors.count("not an image PIL can read") == 2
+    assert "… and 1 more (all are in the CSV)." in errors
+    assert 'x1="150.0"' in page and "threshold 0.25</text>" in page
+
+
+def test_metrics_of_a_slide_context_model_rank_by_the_context_score(tmp_path: Path) -> None:
+    """ROC AUC must rank what labelled each patch: with slide context, the context score. A
+    black patch (P 0, truth IDC) amid white ones (P 1, truth non-IDC): by P the AUC is 0; by
+    context score (0.8 centre, 0.8 corners, 0.857 edges) it is (4 x 0.5 + 4 x 0) / 8."""
+    from conftest import TINY_CONTEXT
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(3):
+        for j in range(3):
+            centre = (i, j) == (1, 1)
+            name = f"8863_idx5_x{1 + 50 * i}_y{1 + 50 * j}_class{int(centre)}.png"
+            Image.new("RGB", (50, 50), (0 if centre else 255,) * 3).save(folder / name)
+    run_scan(ScanSettings((folder,), str(TINY_CONTEXT), json=tmp_path / "r.json"), "test")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["metrics"]["roc_auc"] == pytest.approx(0.25)
+    assert report["groups"][0]["metrics"]["roc_auc"] == pytest.approx(0.25)
+    assert report["metrics"]["confusion_matrix"] == [[0, 8], [0, 1]]  # all IDC by context
+    assert report["model"]["slide_context"]["threshold"] == 0.5

@@ -139,7 +139,9 @@ def test_the_live_count_sees_the_labels_the_outputs_give(dirs: tuple[Path, Path]
     with watching(folder, out, TINY_CONTEXT, lambda r: seen.update({Path(r.path).name: r.label})):
         wait_for(lambda: len(seen) == 9)
     assert seen["8863_idx5_x51_y51_class1.png"] == "IDC"
-    assert seen == {Path(r["path"]).name: r["label"] for r in rows(out / "r.csv")}
+    csv_rows = rows(out / "r.csv")
+    assert seen == {Path(r["path"]).name: r["label"] for r in csv_rows}
+    assert [r["path"] for r in csv_rows] == sorted(str(p) for p in folder.iterdir())  # in order
 
 
 def test_a_slowly_written_file_is_classified_once_whole(
