@@ -4,6 +4,7 @@ results relabelled from the result store on a rescan."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -105,12 +106,22 @@ def test_threshold_applies_to_slide_context_scores(tmp_path: Path) -> None:
     """--threshold 0.82 splits the context scores (0.8 corners and centre, 0.857 edges); the
     model's own 0.5 would call all nine IDC."""
     (tmp_path / "in").mkdir()
-    rows = scan(slide(tmp_path / "in"), TINY_CONTEXT, tmp_path / "r.csv", "--threshold", "0.82")
+    json_path, html_path = tmp_path / "r.json", tmp_path / "r.html"
+    rows = scan(
+        slide(tmp_path / "in"),
+        TINY_CONTEXT,
+        tmp_path / "r.csv",
+        *("--threshold", "0.82", "--json", str(json_path), "--report", str(html_path)),
+    )
     got = {Path(r["path"]).name: (r["label"], float(r["context"])) for r in rows}
     assert len(got) == 9
     for name, (label, context) in got.items():
         assert context == pytest.approx(6 / 7 if edge(name) else 0.8, abs=1e-6), name
         assert label == ("IDC" if edge(name) else "non-IDC"), name
+    report = json.loads(json_path.read_text())  # the reports say which threshold was used
+    assert report["model"]["slide_context"]["threshold"] == 0.82
+    assert report["counts"] == {"non-IDC": 5, "IDC": 4}
+    assert "neighbours' (up to 1 patches away) is ≥ 0.82</td>" in html_path.read_text()
 
 
 def exact_context_scores(csv_path: Path) -> dict[str, float]:

@@ -144,6 +144,26 @@ def test_the_live_count_sees_the_labels_the_outputs_give(dirs: tuple[Path, Path]
     assert [r["path"] for r in csv_rows] == sorted(str(p) for p in folder.iterdir())  # in order
 
 
+def test_a_watch_labels_slide_context_scores_at_the_given_threshold(
+    dirs: tuple[Path, Path],
+) -> None:
+    """--threshold 0.82 splits the 3x3 slide's context scores (0.8 corners and centre, 0.857
+    edges): the model's own 0.5 would call all nine IDC."""
+    folder, out = dirs
+    for i in range(3):
+        for j in range(3):
+            grey = 0 if (i, j) == (1, 1) else 255
+            name = f"8863_idx5_x{1 + 50 * i}_y{1 + 50 * j}_class1.png"
+            Image.new("RGB", (50, 50), (grey, grey, grey)).save(folder / name)
+    with watching(folder, out, TINY_CONTEXT, threshold=0.82):
+        wait_for(lambda: len(rows(out / "r.csv")) == 9)
+    for row in rows(out / "r.csv"):
+        name = Path(row["path"]).name
+        edge = name.count("_x51_") + name.count("_y51_") == 1
+        assert row["label"] == ("IDC" if edge else "non-IDC"), name
+    assert json.loads((out / "r.json").read_text())["counts"] == {"non-IDC": 5, "IDC": 4}
+
+
 def test_a_slowly_written_file_is_classified_once_whole(
     dirs: tuple[Path, Path], tiny_model: Path
 ) -> None:
