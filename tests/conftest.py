@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import ctypes
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -221,3 +224,112 @@ def write_bad_inputs(folder: Path) -> dict[str, str | None]:
 def bad_inputs(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
     folder = tmp_path / "bad"
     return folder, write_bad_inputs(folder)
+
+
+TINY_CONTEXT = Path(__file__).parent / "data" / "tiny_context.onnx"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _read_varint(data: bytes, position: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[position]
+        value |= (byte & 0x7F) << shift
+        position += 1
+        if byte < 0x80:
+            return value, position
+        shift += 7
+
+
+def with_metadata(source: Path, target: Path, **changes: object) -> Path:
+    """Copy the ONNX model `source` to `target` with its `patchscan` metadata entry changed.
+
+    Plain protobuf surgery (ModelProto.metadata_props is field 14), so no test needs the `onnx`
+    package of the train extra to make a model with other metadata (or other bytes, hence
+    another sha256).
+    """
+    data = source.read_bytes()
+    kept, metadata, position = bytearray(), None, 0
+    while position < len(data):
+        start = position
+        key, position = _read_varint(data, position)
+        wire = key & 7
+        if wire == 0:
+            _, position = _read_varint(data, position)
+        elif wire in (1, 5):
+            position += 8 if wire == 1 else 4
+        elif wire == 2:
+            length, position = _read_varint(data, position)
+            body = data[position : position + length]
+            position += length
+            if key >> 3 == 14 and b"patchscan" in body:
+                metadata = json.loads(body[body.index(b"{") :].decode("utf-8"))
+                continue
+        else:
+            raise ValueError(f"wire type {wire}")
+        kept += data[start:position]
+    assert metadata is not None, f"{source} has no patchscan metadata"
+    metadata.update(changes)
+    key, value = b"patchscan", json.dumps(metadata).encode("utf-8")
+    entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(value)) + value
+    target.write_bytes(bytes(kept) + b"\x72" + _varint(len(entry)) + entry)
+    return target
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def stored_probabilities(csv_path: Path) -> dict[str, float]:
+    """Path → the exact probability (a float, not the CSV's 6 decimals) from the result store
+    beside `csv_path`: what a boundary test sets --threshold to."""
+    db = csv_path.with_name(csv_path.stem + ".patchscan.db")
+    with contextlib.closing(sqlite3.connect(db)) as connection:
+        rows = connection.execute("SELECT path, probability FROM results").fetchall()
+    return {path: probability for path, probability in rows if probability is not None}
+
+
+def group_members(group: int) -> list[int]:
+    """The live (not zombie) processes of a process group: a test that starts one checks that
+    nothing of it, workers included, outlives it."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp == group and state not in ("Z", "X"):
+            members.append(int(stat.parent.name))
+    return members
+
+
+def kill_group(group: int) -> None:
+    """SIGKILL whatever is left of a process group a test started (its own session)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
+
+
+@pytest.fixture
+def predicted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the images each scan sends to the workers (which classify every one they get)."""
+    from patchscan import pipeline
+
+    counts: list[int] = []
+    real = pipeline.Workers.submit
+
+    def counting(self: pipeline.Workers, chunk: list, model: object, tiles: bool) -> object:  # type: ignore[type-arg]
+        counts.append(len(chunk))
+        return real(self, chunk, model, tiles)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline.Workers, "submit", counting)
+    return counts

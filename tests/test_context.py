@@ -59,10 +59,23 @@ def test_stage_keeps_order_scores_each_slide_on_its_own_and_passes_the_rest() ->
     assert out[0].probability == 0.2  # the model's own answer is kept beside the score
 
 
-def test_a_given_threshold_applies_to_the_context_score() -> None:
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        (None, ["non-IDC", "IDC"]),  # the context's own 0.5
+        (0.4, ["IDC", "IDC"]),  # would be non-IDC, IDC at the context's 0.5
+        (0.7, ["non-IDC", "non-IDC"]),  # would be non-IDC, IDC at 0.5
+        ((2 * 0.2 + 0.9) / 3, ["IDC", "IDC"]),  # a score equal to the threshold is positive
+    ],
+)
+def test_a_given_threshold_applies_to_the_context_score(
+    threshold: float | None, expected: list[str]
+) -> None:
+    """Scores 0.433 and 0.667: each given threshold labels them otherwise than the context's
+    own 0.5 would, and than the patches' own probabilities (0.2, 0.9) would."""
     results = [result("a", 1, 1, 0.2), result("a", 51, 1, 0.9)]
-    out = list(with_context(results, CONTEXT, Labels.of(INFO, 0.45)))
-    assert [r.label for r in out] == ["non-IDC", "IDC"]  # scores 0.433, 0.667
+    out = list(with_context(results, CONTEXT, Labels.of(INFO, threshold)))
+    assert [r.label for r in out] == expected
 
 
 def test_ctrl_c_hands_over_the_slide_held_back() -> None:

@@ -65,3 +65,20 @@ def test_file_arguments_are_taken_as_given(tmp_path: Path) -> None:
 )
 def test_image_names(name: str, image: bool) -> None:
     assert is_image_name(Path(name)) is image
+
+
+def test_an_output_given_by_name_is_excluded_too(tmp_path: Path) -> None:
+    """`patchscan scan results/*` must not take its own report.png (or store) for an input."""
+    (tmp_path / "a.png").write_bytes(b"x")
+    (tmp_path / "report.png").write_bytes(b"x")
+    exclude = frozenset({(tmp_path / "report.png").resolve()})
+    found = discover([tmp_path / "a.png", tmp_path / "report.png"], exclude=exclude)
+    assert [Path(c.path).name for c in found] == ["a.png"]
+
+
+def test_stamps_are_size_and_mtime(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(b"12345")
+    os.utime(tmp_path / "a.png", ns=(1, 1_700_000_000_123_456_789))
+    for found in (discover([tmp_path]), discover([tmp_path / "a.png"])):
+        (candidate,) = found
+        assert candidate.stamp == (5, 1_700_000_000_123_456_789)

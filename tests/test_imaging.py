@@ -20,24 +20,175 @@ def test_every_awkward_file_gets_rgb_or_a_reason(bad_inputs: tuple[Path, dict]) 
                 load_rgb(path, (50, 50))
 
 
-def test_sixteen_bit_keeps_its_range(tmp_path: Path) -> None:
+def test_sixteen_bit_is_scaled_to_eight_not_clipped(tmp_path: Path) -> None:
+    """Each 16-bit value v becomes round(v / 65535 * 255): clipping would make most white."""
     ramp = np.linspace(0, 65535, 50 * 50).reshape(50, 50).astype(np.uint16)
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
     pixels = load_rgb(tmp_path / "ramp.png", (50, 50))
-    assert pixels.min() == 0 and pixels.max() == 255  # scaled, not clipped to white
+    expected = np.floor(ramp / 65535 * 255 + 0.5).astype(np.uint8)
+    for channel in range(3):
+        assert (pixels[..., channel] == expected).all()
+
+
+@pytest.mark.parametrize(
+    ("values", "dtype", "expected"),
+    [
+        ([0, 1000, 30000, 65535], np.uint16, [0, 4, 117, 255]),  # I;16: of 65535
+        ([0, 100, 200, 255], np.int32, [0, 100, 200, 255]),  # I holding 8-bit values: kept
+        ([0, 1000, 30000, 65535], np.int32, [0, 4, 117, 255]),  # I holding 16-bit values
+        ([0.0, 0.25, 0.5, 1.0], np.float32, [0, 64, 128, 255]),  # F in 0..1
+        ([0.0, 0.5, 1.0, 2.0], np.float32, [0, 64, 128, 255]),  # F beyond 1: of its maximum
+        ([0.0, 0.125, 0.25, 0.5], np.float32, [0, 32, 64, 128]),  # F below 1: not stretched
+    ],
+)
+def test_wide_grey_images_are_scaled_to_eight_bits(
+    tmp_path: Path, values: list[float], dtype: type, expected: list[int]
+) -> None:
+    path = tmp_path / "wide.tif"
+    Image.fromarray(np.array([values], dtype=dtype)).save(path)
+    pixels = load_rgb(path, (4, 1))
+    assert pixels[0].tolist() == [[v, v, v] for v in expected]
 
 
 def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
     Image.new("RGBA", (10, 10), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     assert (load_rgb(tmp_path / "clear.png", (10, 10)) == 255).all()
+    Image.new("RGBA", (10, 10), (0, 100, 200, 128)).save(tmp_path / "half.png")
+    half = load_rgb(tmp_path / "half.png", (10, 10))
+    expected = [round(c * 128 / 255 + 255 * 127 / 255) for c in (0, 100, 200)]
+    assert np.abs(half.astype(int) - expected).max() <= 1
+    Image.new("LA", (10, 10), (40, 0)).save(tmp_path / "grey_clear.png")
+    assert (load_rgb(tmp_path / "grey_clear.png", (10, 10)) == 255).all()
 
 
-def test_bomb_is_refused_before_decoding(tmp_path: Path) -> None:
+def test_grey_and_palette_images_give_their_colours(tmp_path: Path) -> None:
+    Image.new("L", (10, 10), 100).save(tmp_path / "grey.png")
+    assert (load_rgb(tmp_path / "grey.png", (10, 10)) == 100).all()
+    palette = Image.new("P", (10, 10), 0)
+    palette.putpalette([10, 20, 30, 200, 150, 100] + [0] * 762)
+    palette.paste(1, (5, 0, 10, 10))
+    palette.save(tmp_path / "palette.png")
+    pixels = load_rgb(tmp_path / "palette.png", (10, 10))
+    assert (pixels[:, :5] == (10, 20, 30)).all() and (pixels[:, 5:] == (200, 150, 100)).all()
+    palette.info["transparency"] = 1  # the second colour is see-through: white
+    palette.save(tmp_path / "keyed.png", transparency=1)
+    pixels = load_rgb(tmp_path / "keyed.png", (10, 10))
+    assert (pixels[:, :5] == (10, 20, 30)).all() and (pixels[:, 5:] == 255).all()
+
+
+@pytest.mark.parametrize(
+    ("cmyk", "rgb"),
+    [
+        ((0, 0, 0, 0), (255, 255, 255)),
+        ((255, 0, 0, 0), (0, 255, 255)),
+        ((0, 0, 0, 255), (0, 0, 0)),
+        ((0, 128, 255, 0), (255, 127, 0)),
+        ((40, 80, 120, 60), (164, 134, 103)),
+    ],
+)
+def test_cmyk_jpeg_gives_its_rgb(
+    tmp_path: Path, cmyk: tuple[int, ...], rgb: tuple[int, ...]
+) -> None:
+    Image.new("CMYK", (16, 16), cmyk).save(tmp_path / "c.jpg", quality=95)
+    pixels = load_rgb(tmp_path / "c.jpg", (16, 16)).astype(int)
+    assert np.abs(pixels - rgb).max() <= 2  # JPEG rounding
+
+
+def test_the_awkward_sample_files_give_the_pixels_they_hold(
+    bad_inputs: tuple[Path, dict],
+) -> None:
+    """conftest.write_bad_inputs draws them all from one random RGB image."""
+    folder, _ = bad_inputs
+    rgb = (np.random.default_rng(0).random((50, 50, 3)) * 255).astype(np.uint8)
+    grey = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert (load_rgb(folder / "sixteen.png", (50, 50)) == rgb[..., :1]).all()  # v * 257 → v
+    assert (load_rgb(folder / "grey.png", (50, 50)) == grey[..., None]).all()
+    assert (load_rgb(folder / "alpha.png", (50, 50)) == rgb).all()  # opaque alpha
+    assert (load_rgb(folder / "UPPER.PNG", (50, 50)) == rgb).all()
+    assert (load_rgb(folder / "ünïcødé 名前.png", (50, 50)) == rgb).all()
+    assert (load_rgb(folder / "x.png" / "inside.tif", (50, 50)) == rgb).all()
+    cmyk = load_rgb(folder / "cmyk.jpg", (50, 50)).astype(int)
+    assert np.abs(cmyk - rgb).mean() < 8  # lossy, but the same picture
+
+
+@pytest.fixture
+def no_bomb_allocations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[int, int]]]:
+    """PIL's pixel allocations (core.new, core.fill...) are recorded, and refused outright for
+    more than MAX_PIXELS: a bomb must be turned away before any of its memory is asked for."""
+    from PIL import Image as PILImage
+
+    calls: list[tuple[str, tuple[int, int]]] = []
+    names = [
+        n
+        for n in ("new", "fill", "map_buffer", "new_block", "new_arrow")
+        if hasattr(PILImage.core, n)
+    ]
+    assert "new" in names and "fill" in names
+
+    def spy(name: str, real: object) -> object:
+        def allocate(mode: str, size: tuple[int, int], *args: object) -> object:
+            calls.append((name, tuple(size)))  # type: ignore[arg-type]
+            if size[0] * size[1] > MAX_PIXELS:
+                raise AssertionError(f"core.{name} asked for {size[0]}x{size[1]} pixels")
+            return real(mode, size, *args)  # type: ignore[operator]
+
+        return allocate
+
+    for name in names:
+        monkeypatch.setattr(PILImage.core, name, spy(name, getattr(PILImage.core, name)))
+    return calls
+
+
+def png_bomb(colour_type: int, depth: int = 8) -> bytes:
+    """conftest.png_with_size's 30000x30000 PNG, of another colour type or depth."""
+    import struct
+    import zlib
+
     from conftest import png_with_size
 
-    (tmp_path / "big.png").write_bytes(png_with_size(MAX_PIXELS, 2))
-    with pytest.raises(ImageError, match="decompression bomb"):
+    data = bytearray(png_with_size(30000, 30000))
+    data[24], data[25] = depth, colour_type  # IHDR's bit depth and colour type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # and its CRC again
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    "kind", ["rgb png (fast path)", "rgb png, exactly over", "grey png", "16-bit png", "bmp"]
+)
+def test_bomb_is_refused_before_any_pixel_memory_is_allocated(
+    tmp_path: Path, no_bomb_allocations: list, kind: str
+) -> None:
+    from conftest import png_with_size
+
+    path = tmp_path / "bomb.img"
+    if kind == "rgb png (fast path)":
+        path.write_bytes(png_with_size(30000, 30000))
+    elif kind == "rgb png, exactly over":
+        path.write_bytes(png_with_size(MAX_PIXELS + 1, 1))
+    elif kind == "grey png":
+        path.write_bytes(png_bomb(0))
+    elif kind == "16-bit png":
+        path.write_bytes(png_bomb(0, depth=16))
+    else:
+        Image.new("RGB", (4, 4)).save(path, format="BMP")
+        data = bytearray(path.read_bytes())
+        data[18:26] = (30000).to_bytes(4, "little") * 2  # BITMAPINFOHEADER width, height
+        path.write_bytes(bytes(data))
+    no_bomb_allocations.clear()  # (drawing the BMP above allocated its 4x4 pixels)
+    with pytest.raises(ImageError, match=r"too large.*decompression bomb"):
+        load_rgb(path, (50, 50))
+    assert no_bomb_allocations == []
+
+
+def test_the_largest_image_allowed_is_not_a_bomb(tmp_path: Path) -> None:
+    """MAX_PIXELS itself is allowed: the check is `>`, not `>=` (read as far as the size check,
+    then the missing pixel data is the reason)."""
+    from conftest import png_with_size
+
+    (tmp_path / "big.png").write_bytes(png_with_size(MAX_PIXELS // 8, 8))
+    with pytest.raises(ImageError) as error:
         load_rgb(tmp_path / "big.png", (50, 50))
+    assert "too large" not in str(error.value)
 
 
 def test_resize_is_bilinear_to_model_size(tmp_path: Path) -> None:

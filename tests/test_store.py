@@ -13,23 +13,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from conftest import with_metadata
 from patchscan import model, pipeline
 from patchscan.cli import main
 from patchscan.store import SUFFIX
-
-
-@pytest.fixture
-def predicted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the images each scan sends to the workers (which classify every one they get)."""
-    counts: list[int] = []
-    real = pipeline.Workers.submit
-
-    def counting(self: pipeline.Workers, chunk: list, model: object, tiles: bool) -> object:  # type: ignore[type-arg]
-        counts.append(len(chunk))
-        return real(self, chunk, model, tiles)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(pipeline.Workers, "submit", counting)
-    return counts
 
 
 def scan(folder: Path, model_path: Path, out: Path, *extra: str) -> str:
@@ -124,11 +111,8 @@ def test_another_model_or_force_redoes_everything(
     scan(patches, other, tmp_path)
     assert predicted == []
 
-    import onnx
-
-    proto = onnx.load(str(tiny_model))
-    proto.producer_version = "changed"  # different bytes, different sha256
-    onnx.save(proto, str(other))
+    # Different bytes, different sha256 (made without the train extra's onnx package).
+    with_metadata(tiny_model, other, description="the same graph, other metadata")
     scan(patches, other, tmp_path)
     assert sum(predicted) == 20
 
@@ -241,3 +225,21 @@ def test_any_change_writes_the_outputs_again_without_reclassifying(
         assert again == first
     skipped = json.loads(json_path.read_text())["skipped"]
     assert skipped == ({"not an image name": 1} if change == "new non-image" else {})
+
+
+def test_a_report_after_a_csv_only_scan_reads_the_patches_again_for_the_slide_view(
+    patches: Path, tiny_model: Path, tmp_path: Path, predicted: list[int]
+) -> None:
+    """A CSV-only scan stores no thumbnails; a later scan with --report needs them to draw the
+    slide, so it reads those patches again instead of taking them from the store."""
+    args = ["scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv")]
+    assert CliRunner().invoke(main, [*args, "--quiet"]).exit_code == 0
+    predicted.clear()
+    result = CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.html"), "--quiet"])
+    assert result.exit_code == 0
+    assert sum(predicted) == 20
+    assert "9035 · 20 patches" in (tmp_path / "r.html").read_text()
+    predicted.clear()  # now stored with their thumbnails
+    (tmp_path / "r.html").unlink()
+    assert CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.html")]).exit_code == 0
+    assert predicted == [] and "9035 · 20 patches" in (tmp_path / "r.html").read_text()

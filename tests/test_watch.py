@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import shutil
 import signal
@@ -17,8 +18,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES
+from conftest import SAMPLES, group_members, kill_group
 from patchscan import watch as watch_module
+from patchscan.imaging import load_rgb, to_model_input
+from patchscan.model import Model, Session
 from patchscan.report.csv_writer import COLUMNS
 from patchscan.results import Result
 from patchscan.watch import Watcher, WatchSettings
@@ -94,6 +97,12 @@ def drop(source: Path, target: Path) -> None:
     part.rename(target)
 
 
+@pytest.fixture(autouse=True)
+def quick_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The idle loop wakes every 0.1 s instead of every second: each test waits less."""
+    monkeypatch.setattr(watch_module, "IDLE_WAKE", 0.1)
+
+
 @pytest.fixture
 def dirs(tmp_path: Path) -> tuple[Path, Path]:
     (tmp_path / "in").mkdir()
@@ -130,7 +139,29 @@ def test_the_live_count_sees_the_labels_the_outputs_give(dirs: tuple[Path, Path]
     with watching(folder, out, TINY_CONTEXT, lambda r: seen.update({Path(r.path).name: r.label})):
         wait_for(lambda: len(seen) == 9)
     assert seen["8863_idx5_x51_y51_class1.png"] == "IDC"
-    assert seen == {Path(r["path"]).name: r["label"] for r in rows(out / "r.csv")}
+    csv_rows = rows(out / "r.csv")
+    assert seen == {Path(r["path"]).name: r["label"] for r in csv_rows}
+    assert [r["path"] for r in csv_rows] == sorted(str(p) for p in folder.iterdir())  # in order
+
+
+def test_a_watch_labels_slide_context_scores_at_the_given_threshold(
+    dirs: tuple[Path, Path],
+) -> None:
+    """--threshold 0.82 splits the 3x3 slide's context scores (0.8 corners and centre, 0.857
+    edges): the model's own 0.5 would call all nine IDC."""
+    folder, out = dirs
+    for i in range(3):
+        for j in range(3):
+            grey = 0 if (i, j) == (1, 1) else 255
+            name = f"8863_idx5_x{1 + 50 * i}_y{1 + 50 * j}_class1.png"
+            Image.new("RGB", (50, 50), (grey, grey, grey)).save(folder / name)
+    with watching(folder, out, TINY_CONTEXT, threshold=0.82):
+        wait_for(lambda: len(rows(out / "r.csv")) == 9)
+    for row in rows(out / "r.csv"):
+        name = Path(row["path"]).name
+        edge = name.count("_x51_") + name.count("_y51_") == 1
+        assert row["label"] == ("IDC" if edge else "non-IDC"), name
+    assert json.loads((out / "r.json").read_text())["counts"] == {"non-IDC": 5, "IDC": 4}
 
 
 def test_a_slowly_written_file_is_classified_once_whole(
@@ -204,28 +235,192 @@ def test_own_outputs_and_temporary_names_are_not_classified(
     assert [Path(r["path"]).name for r in rows(folder / "r.csv")] == ["real.png"]
 
 
+class DeafObserver(threading.Thread):
+    """An observer that runs and never delivers an event (a share where inotify sees nothing)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(daemon=True)
+        self.stopped = threading.Event()
+
+    def schedule(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def run(self) -> None:
+        self.stopped.wait()
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def started(out: Path) -> Callable[[], bool]:
+    """The first loop has run (its report is written): the first walk is over, the observer on."""
+    return lambda: (out / "r.json").exists()
+
+
 def test_files_that_raise_no_event_are_found_by_the_rescan(
     dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The file lands after the first walk, and no event ever mentions it: only the periodic
+    walk of the whole folder can find it."""
+    monkeypatch.setattr(watch_module, "Observer", DeafObserver)
     monkeypatch.setattr(watch_module._Inbox, "on_any_event", lambda self, event: None)
     folder, out = dirs
     with watching(folder, out, tiny_model, rescan=0.5):
+        wait_for(started(out))
         drop(sample_patches(1)[0], folder / "quiet.png")
-        wait_for(lambda: len(rows(out / "r.csv")) == 1)
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
 
 
-def test_polling_for_network_shares(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+def test_polling_for_network_shares(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --poll, a PollingObserver finds the file: native events see nothing here, and the
+    next walk of the whole folder is a minute away."""
+    monkeypatch.setattr(watch_module, "Observer", DeafObserver)
     folder, out = dirs
     with watching(folder, out, tiny_model, poll=0.2):
+        wait_for(started(out))
         drop(sample_patches(1)[0], folder / "share.png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+
+
+def test_a_dead_observer_is_restarted(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first observer dies at once (a network share went away); the loop starts a new one,
+    whose events then find a file that lands."""
+    made: list[object] = []
+
+    def observer() -> object:
+        made.append(DeafObserver() if not made else RealObserver())
+        if len(made) == 1:
+            made[0].stop()  # type: ignore[attr-defined]  # its thread ends as soon as it starts
+        return made[-1]
+
+    from watchdog.observers import Observer as RealObserver
+
+    monkeypatch.setattr(watch_module, "Observer", observer)
+    folder, out = dirs
+    with watching(folder, out, tiny_model):
+        wait_for(lambda: len(made) >= 2, timeout=10)
+        wait_for(started(out))
+        drop(sample_patches(1)[0], folder / "after.png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+        assert len(made) == 2 and made[1].is_alive()  # type: ignore[attr-defined]
+
+
+def test_without_inotify_it_falls_back_to_polling(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inotify watch limit reached: the watch polls instead (every 2 s) and still finds a
+    file that lands, long before the next walk of the whole folder."""
+
+    class NoInotify(DeafObserver):
+        def start(self) -> None:
+            raise OSError(28, "inotify watch limit reached")
+
+    monkeypatch.setattr(watch_module, "Observer", NoInotify)
+    folder, out = dirs
+    with watching(folder, out, tiny_model):
+        wait_for(started(out))
+        drop(sample_patches(1)[0], folder / "polled.png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+
+
+def test_a_file_that_does_not_decode_yet_is_retried_not_an_error(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half a PNG whose writer pauses longer than --settle: retried until RETRY_FOR, so when
+    the rest arrives it gets one ok row, and never an error row or an error result."""
+    monkeypatch.setattr(watch_module, "RETRY_FOR", 3.0)
+    folder, out = dirs
+    data = sample_patches(1)[0].read_bytes()
+    seen: list[Result] = []
+    with watching(folder, out, tiny_model, on_result=seen.append):
+        wait_for(started(out))
+        target = folder / "stalled.png"
+        target.write_bytes(data[: len(data) // 2])
+        time.sleep(5 * SETTLE)  # settled, and read (and failed) more than once by now
+        assert rows(out / "r.csv") == [] and seen == []
+        with open(target, "ab") as handle:
+            handle.write(data[len(data) // 2 :])
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+    (row,) = rows(out / "r.csv")
+    assert row["status"] == "ok" and [r.ok for r in seen] == [True]
+
+
+def test_an_undecodable_file_is_an_error_only_after_retry_for(
+    dirs: tuple[Path, Path], tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(watch_module, "RETRY_FOR", 1.5)
+    folder, out = dirs
+    with watching(folder, out, tiny_model):
+        wait_for(started(out))
+        landed = time.monotonic()
+        (folder / "broken.png").write_bytes(b"this is not a png")
+        wait_for(lambda: len(rows(out / "r.csv")) == 1, timeout=10)
+        assert time.monotonic() - landed >= 1.5
+    (row,) = rows(out / "r.csv")
+    assert row["status"] == "error" and "not an image" in row["error"]
+
+
+def test_the_default_retry_is_10_seconds() -> None:
+    """README: a file that does not decode is retried for 10 s, then gets one error row."""
+    assert watch_module.RETRY_FOR == 10.0
+
+
+def report_files(out: Path) -> int | None:
+    try:
+        return json.loads((out / "r.json").read_text())["files"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def test_reports_are_rebuilt_while_watching(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+    folder, out = dirs
+    with watching(folder, out, tiny_model, report_every=0.5):
+        wait_for(lambda: report_files(out) == 0)
+        drop(sample_patches(1)[0], folder / "one.png")
+        wait_for(lambda: report_files(out) == 1, timeout=10)  # not only when stopped
+
+
+def test_reports_are_rebuilt_at_most_every_report_every_seconds(
+    dirs: tuple[Path, Path], tiny_model: Path
+) -> None:
+    """A busy folder must not rewrite a large HTML report after every batch."""
+    folder, out = dirs
+    with watching(folder, out, tiny_model, report_every=60.0):
+        wait_for(lambda: report_files(out) == 0)
+        drop(sample_patches(1)[0], folder / "one.png")
         wait_for(lambda: len(rows(out / "r.csv")) == 1)
+        time.sleep(3 * SETTLE)
+        assert report_files(out) == 0  # the CSV has the row; the report waits its turn
+    assert report_files(out) == 1  # and is brought up to date on stopping
+
+
+def test_watch_labels_at_the_given_threshold(dirs: tuple[Path, Path], tiny_model: Path) -> None:
+    """--threshold applies to what a watch classifies, with P == threshold positive: grey 108
+    (P 0.42) is IDC at its own P, where the model's 0.5 would make it non-IDC."""
+    folder, out = dirs
+    for name, grey in (("white.png", 255), ("grey.png", 108), ("dark.png", 0)):
+        Image.new("RGB", (50, 50), (grey,) * 3).save(folder / name)
+    pixels = to_model_input(load_rgb(folder / "grey.png", (8, 8))[None])
+    probability = float(
+        Session(Model.open(tiny_model)).predict(pixels)[0]
+    )  # exactly as a worker does
+    with watching(folder, out, tiny_model, threshold=probability):
+        wait_for(lambda: len(rows(out / "r.csv")) == 3)
+    got = {Path(r["path"]).name: (float(r["probability"]), r["label"]) for r in rows(out / "r.csv")}
+    assert got["grey.png"] == (pytest.approx(probability, abs=1e-6), "IDC")
+    assert got["white.png"][1] == "IDC" and got["dark.png"][1] == "non-IDC"
 
 
 def start(folder: Path, out: Path, tiny_model: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "patchscan", "watch", str(folder), "--model", str(tiny_model)]
     command += ["--csv", str(out / "r.csv"), "--settle", str(SETTLE)]
     with open(out / "stderr.txt", "ab") as stderr:  # the child keeps its own copy
-        return subprocess.Popen(command, stderr=stderr)
+        # Its own process group: what it leaves behind (worker processes) can be found and ended.
+        return subprocess.Popen(command, stderr=stderr, start_new_session=True)
 
 
 def test_kill_9_and_restart_neither_redoes_nor_loses_a_file(
@@ -241,6 +436,7 @@ def test_kill_9_and_restart_neither_redoes_nor_loses_a_file(
     finally:
         process.kill()
         process.wait()
+        kill_group(process.pid)  # belt and braces: test_processes.py proves none is left
     for index, source in enumerate(sources[250:]):  # landed while nobody was watching
         drop(source, folder / f"b{index:03d}.png")
     process = start(folder, out, tiny_model)
@@ -250,6 +446,7 @@ def test_kill_9_and_restart_neither_redoes_nor_loses_a_file(
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
+        kill_group(process.pid)
     paths = [r["path"] for r in rows(out / "r.csv")]
     assert len(paths) == len(set(paths)) == 300
 
@@ -262,8 +459,12 @@ def test_ctrl_c_and_sigterm_save_and_exit_0(
     for index, source in enumerate(sample_patches(30)):
         drop(source, folder / f"p{index:02d}.png")
     process = start(folder, out, tiny_model)
-    wait_for(lambda: len(rows(out / "r.csv")) == 30)
-    process.send_signal(signum)
-    assert process.wait(timeout=30) == 0
+    try:
+        wait_for(lambda: len(rows(out / "r.csv")) == 30)
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 0
+        assert group_members(process.pid) == []  # its workers were stopped with it
+    finally:
+        kill_group(process.pid)
     stderr = (out / "stderr.txt").read_text()
     assert "Traceback" not in stderr and "stopped; 30 files classified" in stderr

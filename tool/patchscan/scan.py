@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from patchscan import __version__
@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ScanSettings(RunSettings):
     paths: tuple[Path, ...]
-    force: bool = False  # re-classify files the result store already knows
+    force: bool = field(default=False, kw_only=True)  # re-classify what the store already knows
 
     def check(self) -> None:
         for path in self.paths:

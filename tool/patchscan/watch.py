@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -45,6 +45,7 @@ RETRY_FOR = 10.0  # s a settled file that does not decode is retried before it i
 @dataclass(frozen=True)
 class WatchSettings(RunSettings):
     folder: Path
+    _: KW_ONLY
     settle: float = 1.0  # s a file's size and mtime must stay unchanged
     poll: float | None = None  # s between polls (network shares); None = native events
     rescan: float = 60.0  # s between walks of the whole folder

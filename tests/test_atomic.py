@@ -1,0 +1,132 @@
+"""Outputs are written to a temp file and renamed into place: a failed write leaves the old file
+as it was, a reader never sees half a file, and the final file has the mode open() would give."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import ROOT, read_csv
+from patchscan.atomic import atomic_open, write_text_atomic
+from patchscan.cli import main
+from patchscan.scan import ScanSettings, run_scan
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, OSError, KeyboardInterrupt])
+def test_a_failed_write_leaves_the_old_file_untouched(
+    tmp_path: Path, failure: type[BaseException]
+) -> None:
+    """A bug, a full disk or Ctrl-C halfway: the old file stays, the temp file goes."""
+    target = tmp_path / "r.csv"
+    target.write_text("old,complete\n")
+    with pytest.raises(failure), atomic_open(target) as handle:
+        handle.write("new,half")
+        handle.flush()
+        raise failure()
+    assert target.read_text() == "old,complete\n"
+    assert leftovers(tmp_path) == []  # and the temp file is gone
+
+
+def test_a_reader_sees_the_old_file_until_the_new_one_is_whole(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    old_inode = target.stat().st_ino
+    with atomic_open(target) as handle:
+        handle.write("new, first half")
+        handle.flush()
+        assert target.read_text() == "old"
+        handle.write(" and second half")
+        assert target.read_text() == "old"
+        assert len(leftovers(tmp_path)) == 1  # written beside it, on the same file system
+    assert target.read_text() == "new, first half and second half"
+    assert target.stat().st_ino != old_inode  # renamed over, not rewritten in place
+    assert leftovers(tmp_path) == []
+
+
+def test_the_data_is_synced_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the rename must not leave an empty file where the old one was."""
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync " + os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[1])
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(f"replace {Path(src).name} {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    write_text_atomic(tmp_path / "r.html", "<html></html>")
+    assert len(events) == 2 and events[0].startswith("fsync .r.html.")
+    assert events[1] == f"replace {events[0].split()[1]} r.html"
+    assert (tmp_path / "r.html").read_text() == "<html></html>"
+
+
+@pytest.mark.parametrize("umask", [0o002, 0o022, 0o077])
+def test_final_files_get_the_mode_the_umask_gives(tmp_path: Path, umask: int) -> None:
+    """Not mkstemp's 0600: a report on a shared drive must stay readable by the group."""
+    code = (
+        "import sys; from pathlib import Path; from patchscan.atomic import write_text_atomic\n"
+        "write_text_atomic(Path(sys.argv[1]), 'x')"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tool"), str(ROOT / "tests")])}
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "r.json")],
+        check=True,
+        env=env,
+        preexec_fn=lambda: os.umask(umask),  # the child starts with this umask
+    )
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_final_file_in_this_process_has_the_umasks_mode(tmp_path: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    write_text_atomic(tmp_path / "r.json", "x")
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_scan_leaves_the_old_csv_in_place_until_it_ends(
+    patches: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "r.csv"
+    csv_path.write_text("path\nfrom the last scan\n")
+    seen: list[str] = []
+    settings = ScanSettings((patches,), model=str(tiny_model), csv=csv_path, batch_size=4)
+    run_scan(settings, "test", on_result=lambda result: seen.append(csv_path.read_text()))
+    assert seen == ["path\nfrom the last scan\n"] * 20
+    assert len(read_csv(csv_path)) == 20
+
+
+def test_a_scan_that_cannot_write_its_json_keeps_the_old_one(
+    patches: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    json_path = tmp_path / "r.json"
+    json_path.write_text('{"from": "the last scan"}\n')
+    real_fsync = os.fsync
+
+    def full_disk_for_json(fd: int) -> None:
+        if Path(os.readlink(f"/proc/self/fd/{fd}")).name.startswith(".r.json."):
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_disk_for_json)
+    args = ["scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv")]
+    result = CliRunner().invoke(main, [*args, "--json", str(json_path), "--quiet"])
+    assert result.exit_code == 2
+    assert "cannot write" in result.stderr and "No space left on device" in result.stderr
+    assert json_path.read_text() == '{"from": "the last scan"}\n'
+    assert leftovers(tmp_path) == []
