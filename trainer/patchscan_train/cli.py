@@ -81,7 +81,7 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     "--variant",
     "variants",
     multiple=True,
-    type=click.Choice(["plain", "reinhard"]),
+    type=click.Choice(["plain", "reinhard", "strong-colour"]),
     help="Recipes to compare fold by fold [all].",
 )
 @click.option("--limit", type=click.IntRange(8), help="Use only this many images (smoke tests).")

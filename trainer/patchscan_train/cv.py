@@ -30,8 +30,10 @@ from patchscan_train.tasks import TASKS, Task
 
 log = logging.getLogger(__name__)
 
-# Recipes compared fold by fold: how images are prepared before training and scoring.
-VARIANTS = ("plain", "reinhard")
+# Recipes compared fold by fold: "plain" is the task's own; "reinhard" standardises each slide's
+# colours (stain.py) before training and scoring; "strong-colour" trains with stronger stain and
+# colour augmentation (augment.for_histology_strong).
+VARIANTS = ("plain", "reinhard", "strong-colour")
 
 
 def patient_folds(examples: Sequence[data.Example], k: int, seed: int) -> list[list[str]]:
@@ -106,7 +108,8 @@ def run_cv(
         for variant in variants:
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
-            oof[variant][test] = _fold_scores(task, prepared, y, train, val, test, epochs, seed)
+            recipe = _recipe(task, variant)
+            oof[variant][test] = _fold_scores(recipe, prepared, y, train, val, test, epochs, seed)
             seconds = time.monotonic() - started
             record["fold_seconds"][variant].append(round(seconds))  # type: ignore[index]
             log.info("fold %d/%d %s: %.0f s", i + 1, k, variant, seconds)
@@ -114,10 +117,19 @@ def run_cv(
     return out / "oof.npz"
 
 
+def _recipe(task: Task, variant: str) -> Task:
+    """The task as this variant trains it."""
+    if variant == "strong-colour":
+        from patchscan_train.augment import for_histology_strong
+
+        return dataclasses.replace(task, augment=for_histology_strong)
+    return task
+
+
 def _prepared(
     variant: str, images: np.ndarray, groups: np.ndarray, train: np.ndarray
 ) -> np.ndarray:
-    if variant == "plain":
+    if variant in ("plain", "strong-colour"):
         return images
     if variant == "reinhard":
         # The target is the average training slide: the held-out patients' colours never set it.
