@@ -10,10 +10,12 @@ import pytest
 
 tf = pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
-from patchscan.results import Calibration  # noqa: E402
+from patchscan.model import read_info  # noqa: E402
+from patchscan.results import Calibration, Labels  # noqa: E402
 from patchscan_train import data, operating  # noqa: E402
 from patchscan_train.cv import patient_folds, run_cv  # noqa: E402
 from patchscan_train.cv_report import analyse  # noqa: E402
+from patchscan_train.final import train_final  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples" / "idc"
 
@@ -111,3 +113,17 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
     assert fitted["review_band"][0] <= fitted["threshold"] <= fitted["review_band"][1]
     assert report["plain"]["nested"]["pooled"]["n"] == len(saved["y"])
     assert math.isfinite(report["plain"]["nested"]["ece"])
+
+    # The shipped model: the recipe on every patient, with the CV's choices in its metadata.
+    summary = train_final("idc", root, tmp_path / "cv", "plain", tmp_path / "final")
+    info = read_info(tmp_path / "final" / "idc.onnx")
+    assert info.context is not None
+    assert info.context.threshold == pytest.approx(fitted["threshold"], abs=1e-6)
+    assert info.threshold == pytest.approx(fitted["threshold_probability"], abs=1e-6)
+    labels = Labels.of(info)
+    assert labels.context_calibration is not None and labels.context_review is not None
+    assert labels.review_target == 0.05
+    nested = report["plain"]["nested"]["pooled"]["balanced_accuracy"]
+    assert summary["balanced_accuracy"] == pytest.approx(nested, abs=1e-4)  # the card leads with it
+    card = (tmp_path / "final" / "idc.md").read_text()
+    assert "Cross-validation by patient" in card and "Needs review" in card

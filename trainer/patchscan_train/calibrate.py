@@ -26,13 +26,15 @@ from patchscan_train.tasks import TASKS
 log = logging.getLogger(__name__)
 
 
-def calibrate_shipped(task_name: str, root: Path, model_path: Path, seed: int = 0) -> dict:
-    """Fit, write into `model_path` and return the figures (validation and test)."""
+def calibrate_shipped(
+    task_name: str, root: Path, model_path: Path, out: Path, seed: int = 0
+) -> dict:
+    """Fit, write into `model_path` and return the figures (validation and test). The raw
+    scores are kept in out/scores.npz, keyed by the model's sha256: a second fit is seconds."""
     task = TASKS[task_name]
     model = Model.open(model_path)
     splits = data.split_by_group(task.examples(root), seed)
-    session = Session(model)
-    raw = {k: scores(session, splits[k]) for k in ("val", "test")}
+    raw = cached_scores(out / "scores.npz", model, splits)
     y = {k: data.labels(splits[k]).astype(bool) for k in raw}
     platt = operating.fit_platt(y["val"], raw["val"])
     calibrated = {k: np.vectorize(platt)(v) for k, v in raw.items()}
@@ -52,6 +54,21 @@ def calibrate_shipped(task_name: str, root: Path, model_path: Path, seed: int = 
     info = dataclasses.replace(info, metrics={**info.metrics, "review": figures["test"]["review"]})
     rewrite_metadata(model_path, info)
     return {"threshold": threshold, "calibration": [platt.a, platt.b], **figures}
+
+
+def cached_scores(
+    cache: Path, model: Model, splits: dict[str, list[data.Example]]
+) -> dict[str, np.ndarray]:
+    """Validation and test scores of `model`, from `cache` when it holds this model's."""
+    if cache.is_file():
+        saved = np.load(cache)
+        if str(saved["sha256"]) == model.sha256:
+            return {k: saved[k] for k in ("val", "test")}
+    session = Session(model)
+    raw = {k: scores(session, splits[k]) for k in ("val", "test")}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, sha256=model.sha256, **raw)
+    return raw
 
 
 def scores(session: Session, examples: list[data.Example]) -> np.ndarray:

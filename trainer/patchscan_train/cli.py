@@ -119,13 +119,43 @@ def cv(
     help="The shipped ONNX file to calibrate in place (its card beside it is updated).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="The run's split seed.")
-def calibrate(task: str, data: Path, model_path: Path, seed: int) -> None:
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Where the scores are kept [runs/TASK-calibrate].",
+)
+def calibrate(task: str, data: Path, model_path: Path, seed: int, out: Path | None) -> None:
     """Fit calibration and the review band of a shipped model on its validation split, write
     them into its metadata and card, and judge them on the test split."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from patchscan_train.calibrate import calibrate_shipped
     from patchscan_train.modelcard import write_calibration_section
 
-    figures = calibrate_shipped(task, data, model_path, seed)
+    out = out or Path("runs") / f"{task}-calibrate"
+    figures = calibrate_shipped(task, data, model_path, out, seed)
     write_calibration_section(model_path.with_suffix(".md"), figures)
     click.echo(json.dumps({k: v for k, v in figures.items()}, indent=2, default=float)[:3000])
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
+)
+@click.option(
+    "--cv",
+    "cv_folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A finished `cv` run folder (cv.json, cv-report.json).",
+)
+@click.option("--variant", default="plain", show_default=True, help="The recipe to ship.")
+@click.option("--out", type=click.Path(path_type=Path), help="Run folder [runs/TASK-final-DATE].")
+def final(task: str, data: Path, cv_folder: Path, variant: str, out: Path | None) -> None:
+    """Train the cross-validated VARIANT of TASK on every patient and export it with the
+    calibration, thresholds and review bands its CV chose, and a card led by the CV table."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.final import train_final
+
+    out = out or Path("runs") / f"{task}-final-{dt.datetime.now():%Y%m%d-%H%M%S}"
+    click.echo(json.dumps(train_final(task, data, cv_folder, variant, out), indent=2))

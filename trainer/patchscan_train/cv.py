@@ -108,8 +108,10 @@ def run_cv(
         for variant in variants:
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
-            recipe = _recipe(task, variant)
-            oof[variant][test] = _fold_scores(recipe, prepared, y, train, val, test, epochs, seed)
+            trained_as = recipe(task, variant)
+            oof[variant][test] = _fold_scores(
+                trained_as, prepared, y, train, val, test, epochs, seed
+            )
             seconds = time.monotonic() - started
             record["fold_seconds"][variant].append(round(seconds))  # type: ignore[index]
             log.info("fold %d/%d %s: %.0f s", i + 1, k, variant, seconds)
@@ -117,7 +119,7 @@ def run_cv(
     return out / "oof.npz"
 
 
-def _recipe(task: Task, variant: str) -> Task:
+def recipe(task: Task, variant: str) -> Task:
     """The task as this variant trains it."""
     if variant == "strong-colour":
         from patchscan_train.augment import for_histology_strong

@@ -96,7 +96,14 @@ def choose(
     figures they give on the same scores."""
     platt_p = operating.fit_platt(y, raw)
     probability = np.vectorize(platt_p)(raw)
-    choices: dict[str, Any] = {"calibration_probability": [platt_p.a, platt_p.b]}
+    # The patch alone: what labels a patch without a position (and every patch of a task
+    # without slide context).
+    alone = operating.sensitivity_holding_threshold(y, probability, groups)
+    choices: dict[str, Any] = {
+        "calibration_probability": [platt_p.a, platt_p.b],
+        "threshold_probability": alone,
+        "review_table_probability": _table(y, probability, alone),
+    }
     scores = probability
     if task.context is not None:
         context = operating.context_scores(_shape(task), list(paths), probability, task.classes)
@@ -109,18 +116,20 @@ def choose(
         threshold=threshold,
         review_band=[choice.band.low, choice.band.high],
         review_target=REVIEW_TARGET,
-        review_table=[
-            [t, *_band(operating.review_band(y, scores, threshold, t))]
-            for t in operating.REVIEW_TARGETS
-        ],
+        review_table=_table(y, scores, threshold),
     )
     called = scores >= threshold
     review = (scores >= choice.band.low) & (scores < choice.band.high)
     return {"choices": choices, **figures(y, scores, called, review, groups)}
 
 
-def _band(choice: operating.BandChoice) -> list[float]:
-    return [choice.band.low, choice.band.high, choice.decided, choice.error]
+def _table(y: np.ndarray, scores: np.ndarray, threshold: float) -> list[list[float]]:
+    """[target, low, high, share decided, error among decided] for every review target."""
+    rows = []
+    for target in operating.REVIEW_TARGETS:
+        choice = operating.review_band(y, scores, threshold, target)
+        rows.append([target, choice.band.low, choice.band.high, choice.decided, choice.error])
+    return rows
 
 
 def _shape(task: Any) -> SlideContext:
@@ -150,8 +159,11 @@ def figures(
         "pooled": pooled,
         "per_patient": patients,
         "spread": {
-            key: _spread([p[key] for p in patients.values()])
-            for key in ("balanced_accuracy", "recall", "specificity", "f1", "roc_auc", "ece")
+            **{
+                key: _spread([p[key] for p in patients.values()])
+                for key in ("balanced_accuracy", "recall", "specificity", "f1", "roc_auc")
+            },
+            "ece": _spread([p["ece"] for p in patients.values()], lower_is_better=True),
         },
         "sensitivity_of_patients_with_50_positives": _spread([p["recall"] for p in big]),
         "ece": operating.expected_calibration_error(y, scores),
@@ -165,8 +177,50 @@ def figures(
     }
 
 
-def _spread(values: list[Any]) -> dict[str, float | None]:
+def _spread(values: list[Any], lower_is_better: bool = False) -> dict[str, float | None]:
+    """The worst and the median patient's value (patients where it is defined)."""
     present = [v for v in values if v is not None]
     if not present:
         return {"worst": None, "median": None}
-    return {"worst": float(min(present)), "median": float(np.median(present))}
+    worst = max(present) if lower_is_better else min(present)
+    return {"worst": float(worst), "median": float(np.median(present))}
+
+
+def markdown(report: dict[str, Any], title: str) -> str:
+    """The CV table for a model card or docs/: one row per recipe, fitted and nested."""
+    lines = [
+        f"## {title}",
+        "",
+        f"{len(report['folds'])} folds of whole patients, {report['epochs']} epochs per fold; "
+        "every patch scored by the fold model that never saw its patient (out-of-fold). "
+        "**fitted**: the threshold, calibration and review band chosen on all patients' "
+        "out-of-fold scores and judged on them (what ships); **nested**: each fold judged at the "
+        "choices made on the other folds' scores (what a new patient can expect).",
+        "",
+        "| recipe | choices | balanced acc. | F1 | ROC AUC | sensitivity | specificity "
+        "| worst patient sensitivity (≥ 50 IDC) | median patient balanced acc. | ECE "
+        "| reviewed | accuracy of decided |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for variant, result in report.items():
+        if not isinstance(result, dict) or "fitted" not in result:
+            continue
+        for kind in ("fitted", "nested"):
+            x = result[kind]
+            p, review = x["pooled"], x["review"]
+            lines.append(
+                f"| {variant} | {kind} | {_f(p['balanced_accuracy'])} | {_f(p['f1'])} "
+                f"| {_f(p['roc_auc'])} | {_f(p['recall'])} | {_f(p['specificity'])} "
+                f"| {_f(x['sensitivity_of_patients_with_50_positives']['worst'])} "
+                f"| {_f(x['spread']['balanced_accuracy']['median'])} | {_f(x['ece'])} "
+                f"| {_pct(review['share_reviewed'])} | {_pct(review['decided_accuracy'])} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _f(value: Any) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def _pct(value: Any) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"

@@ -52,13 +52,15 @@ def training_dataset(
 def fit(
     model: keras.Model,
     train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray] | None,
     settings: FitSettings,
     augment: Callable[[tf.Tensor], tf.Tensor],
     teacher: keras.Model | None = None,
 ) -> tuple[dict[str, list[float]], float]:
     """Train in place (towards `teacher` too, when given); returns the per-epoch history and the
-    wall time in seconds."""
+    wall time in seconds. With `val`, the weights of the best validation epoch are kept (and
+    training stops early); without, all epochs run and the last weights stay (a model trained
+    on every patient, its recipe's epochs fixed by cross-validation)."""
     keras.utils.set_random_seed(settings.seed)
     steps = settings.epochs * (len(train[0]) // settings.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.02)
@@ -73,7 +75,7 @@ def fit(
     history = model.fit(
         training_dataset(train[0], train[1], settings, augment),
         epochs=settings.epochs,
-        callbacks=[KeepBest(val[0], val[1], settings.patience)],
+        callbacks=[KeepBest(val[0], val[1], settings.patience)] if val is not None else [],
         shuffle=False,  # the dataset reshuffles itself every epoch
         verbose=2,
     )
