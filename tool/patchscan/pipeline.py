@@ -109,6 +109,7 @@ def classify(
             tile=answer.tile,
             stamp=image.stamp,
             review=labels.review_probability(probability),
+            colour=answer.colour,
         )
 
 
@@ -175,7 +176,17 @@ def _scored(held: list[Result], context: SlideContext, labels: Labels) -> list[R
         r, score = held[i], labels.calibrated_context(mean)
         label, review = labels.of_context(score), labels.review_context(score)
         out[i] = Result(
-            r.path, r.name, r.probability, label, r.error, r.tile, r.stamp, r.known, score, review
+            r.path,
+            r.name,
+            r.probability,
+            label,
+            r.error,
+            r.tile,
+            r.stamp,
+            r.known,
+            score,
+            review,
+            r.colour,
         )
     return out
 

@@ -175,6 +175,9 @@ class Result:
     known: bool = False  # came from the result store, not from the model just now
     context: float | None = None  # slide-context score (context.py), which then set the label
     review: bool = False  # a doubtful call: its score lies in the review band (Labels)
+    # For a slide's sampled patches (stain.sampled): its share of the slide's colour statistics
+    # (stain.colour_sums), from which the report says whether the slide looks like training's.
+    colour: tuple[float, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -189,3 +192,4 @@ class Classified(NamedTuple):
     probability: float | None
     tile: np.ndarray | None
     error: str
+    colour: tuple[float, ...] | None = None  # stain.colour_sums, for a sampled patch

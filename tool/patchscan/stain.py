@@ -82,6 +82,28 @@ def tissue_mask(pixels: np.ndarray) -> np.ndarray:
     return pixels.min(axis=-1) < TISSUE_BELOW
 
 
+# Sums = (tissue pixels, sum of each l-alpha-beta channel, sum of each one's square): what a
+# worker sends for a sampled patch, and what a slide's patches add up to.
+Sums = tuple[float, float, float, float, float, float, float]
+
+
+def colour_sums(pixels: np.ndarray) -> Sums:
+    """One patch's contribution to its slide's colour statistics."""
+    lab = to_lab(pixels.reshape(-1, 3)[tissue_mask(pixels).reshape(-1)])
+    total, square = lab.sum(axis=0), (lab * lab).sum(axis=0)
+    return (float(len(lab)), *map(float, total), *map(float, square))  # type: ignore[return-value]
+
+
+def stats_from_sums(sums: Sums) -> ColourStats | None:
+    """A slide's statistics from its sampled patches' summed contributions."""
+    n = sums[0]
+    if n < MIN_TISSUE_PIXELS:
+        return None
+    mean = np.asarray(sums[1:4]) / n
+    std = np.sqrt(np.maximum(np.asarray(sums[4:7]) / n - mean * mean, 1e-12))
+    return ColourStats(_triple(mean), _triple(std), int(n))
+
+
 def slide_stats(patches: Iterable[np.ndarray]) -> ColourStats | None:
     """The tissue colour statistics of a slide from (a sample of) its patches, pooled; None when
     the slide shows too little tissue to measure."""
@@ -106,6 +128,12 @@ def standardise(pixels: np.ndarray, slide: ColourStats, target: ColourStats) -> 
     out = pixels.copy()
     out[mask] = to_rgb(moved)
     return out
+
+
+def sampled(x: int, y: int, step: int) -> bool:
+    """Whether a patch at (x, y) is one of its slide's colour samples: every 4th column of every
+    4th row, a lattice spread over the whole slide whatever the order or batching of a scan."""
+    return (x // step) % 4 == 0 and (y // step) % 4 == 0
 
 
 def drift(slide: ColourStats, reference: ColourStats, spread: ColourStats) -> float:

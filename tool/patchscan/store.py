@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 SUFFIX = ".patchscan.db"
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: results.colour (a sampled patch's share of its slide's colours)
 Tally = dict[str, Any]  # a scan's counts per label and its error count, for its one-line summary
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (sha256 TEXT PRIMARY KEY, info TEXT NOT NULL);
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS results (
     model TEXT NOT NULL,
     probability REAL,
     error TEXT NOT NULL,
-    tile BLOB
+    tile BLOB,
+    colour TEXT
 );
 CREATE TABLE IF NOT EXISTS last_scan (
     id INTEGER PRIMARY KEY CHECK (id = 0),
@@ -69,9 +70,11 @@ class ResultStore:
         self._db.execute("PRAGMA journal_mode=WAL")  # a reader never blocks the writer
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
+        if version not in (0, 1, _SCHEMA_VERSION):
             raise sqlite3.DatabaseError(f"unknown schema version {version}")
         self._db.executescript(_SCHEMA)
+        if version == 1:  # a store from before colour sampling: its rows simply have none
+            self._db.execute("ALTER TABLE results ADD COLUMN colour TEXT")
         self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
         self._added: list[tuple[object, ...]] = []
         self._index: dict[str, tuple[Any, ...]] | None = None
@@ -113,7 +116,8 @@ class ResultStore:
     def _load_index(self) -> dict[str, tuple[Any, ...]]:
         """Every current row of this model in one query: a rescan of 100k files is one read."""
         rows = self._db.execute(
-            "SELECT path, size, mtime_ns, probability, error, tile FROM results WHERE model=?",
+            "SELECT path, size, mtime_ns, probability, error, tile, colour FROM results "
+            "WHERE model=?",
             (self.model,),
         )
         return {path: tuple(rest) for path, *rest in rows}
@@ -131,12 +135,13 @@ class ResultStore:
                 result.probability,
                 result.error,
                 tile,
+                None if result.colour is None else json.dumps(result.colour),
             )
         )
 
     def commit(self) -> None:
         self._db.executemany(
-            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)", self._added
+            "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._added
         )
         self._db.commit()
         self._added.clear()
@@ -176,7 +181,7 @@ class ResultStore:
         """Every result made with this model for files under `under`, in path order."""
         prefix = os.path.abspath(under).rstrip("/\\")
         rows = self._db.execute(
-            "SELECT path, probability, error, tile, size, mtime_ns FROM results "
+            "SELECT path, probability, error, tile, colour, size, mtime_ns FROM results "
             "WHERE model=? AND (path=? OR substr(path, 1, ?) IN (?, ?)) ORDER BY path",
             (self.model, prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
         )
@@ -191,18 +196,26 @@ def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:
 
 def _result(
     path: str,
-    row: tuple[Any, ...],  # probability, error, tile
+    row: tuple[Any, ...],  # probability, error, tile, colour
     labels: Labels,
     stamp: tuple[int, int],
 ) -> Result:
-    probability, error, tile = row
+    probability, error, tile, colour = row
     name = parse_name(path, labels.classes)
     if probability is None:
         return Result(path, name, error=error or "unknown error", stamp=stamp, known=True)
     pixels = None if tile is None else _tile_pixels(tile)
     label, review = labels.of_probability(probability), labels.review_probability(probability)
     return Result(
-        path, name, probability, label, tile=pixels, stamp=stamp, known=True, review=review
+        path,
+        name,
+        probability,
+        label,
+        tile=pixels,
+        stamp=stamp,
+        known=True,
+        review=review,
+        colour=None if colour is None else tuple(json.loads(colour)),
     )
 
 

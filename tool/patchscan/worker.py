@@ -14,9 +14,10 @@ from PIL import Image
 from patchscan.discover import Candidate
 from patchscan.errors import ImageError
 from patchscan.imaging import load_rgb, to_array, to_model_input
-from patchscan.model import Model, Session
+from patchscan.model import Model, ModelInfo, Session
 from patchscan.naming import NameInfo, parse_name
 from patchscan.results import TILE, Classified
+from patchscan.stain import colour_sums, sampled
 
 _sessions: dict[str, Session] = {}  # in a worker: one session per model it has met
 
@@ -33,13 +34,24 @@ def classify_chunk(chunk: list[Candidate], model: Model, tiles: bool) -> list[Cl
     if good:
         probabilities = iter(session.predict(to_model_input(np.stack(good))).tolist())
     answers = []
+    step = colour_step(model.info)
     for name, pixels, error in decoded:
         if pixels is None:
             answers.append(Classified(name, None, None, error))
-        else:
-            tile = _tile(pixels) if tiles and name.x is not None else None
-            answers.append(Classified(name, next(probabilities), tile, ""))
+            continue
+        tile = _tile(pixels) if tiles and name.x is not None else None
+        colour = None
+        if step and name.x is not None and name.y is not None and sampled(name.x, name.y, step):
+            colour = colour_sums(pixels)
+        answers.append(Classified(name, next(probabilities), tile, "", colour))
     return answers
+
+
+def colour_step(info: ModelInfo) -> int:
+    """The slide grid's step for colour sampling; 0 for a model that keeps no colour range."""
+    if not info.stain:
+        return 0
+    return info.context.step if info.context else info.input_size[0]
 
 
 def _decode(path: str, model: Model) -> tuple[NameInfo, np.ndarray | None, str]:

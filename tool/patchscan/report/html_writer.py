@@ -47,6 +47,7 @@ def render(summary: Summary) -> str:
     p = summary.provenance
     sections = [
         _counts(summary),
+        _outside(summary),
         _review(summary),
         _provenance(summary),
         _quality(summary),
@@ -96,6 +97,23 @@ def _counts(summary: Summary) -> str:
 
 
 REVIEW_SLIDES = 10  # slides whose doubtful patches are shown as thumbnails
+
+
+def _outside(summary: Summary) -> str:
+    """Slides whose colours lie outside what the model was trained on: said first, because
+    their calls and the review band's guarantee may not hold."""
+    outside = [g for g in summary.groups.values() if summary.outside(g)]
+    if not outside:
+        return ""
+    names = ", ".join(
+        f"{_e(g.name)} ({summary.drift(g):.1f})" for g in sorted(outside, key=lambda g: g.name)
+    )
+    return (
+        f"<p class='warn'><b>{len(outside):,} slide(s) outside what the model was trained on</b>"
+        f" (tissue colours more than {summary.provenance.model.stain['drift_limit']:g} training-"  # type: ignore[index]
+        f"slide standard deviations away: stain, scanner or tissue unlike the training slides): "
+        f"{names}. Their calls and review marks are less reliable; check them by eye.</p>"
+    )
 
 
 def _review(summary: Summary) -> str:
@@ -213,6 +231,10 @@ def _groups_table(summary: Summary) -> str:
     head = "<th class='l'>slide / patient</th><th>files</th><th>% positive</th><th>mean P</th><th>errors</th>"
     if has_truth:
         head += "<th>true % positive</th><th>balanced acc.</th>"
+    reviews = summary.provenance.labels.review is not None
+    drifts = bool(summary.provenance.model.stain)
+    head += "<th>need review</th>" if reviews else ""
+    head += "<th>colour drift</th>" if drifts else ""
     rows = []
     for group in _ordered_groups(summary):
         d = group.as_dict()
@@ -227,6 +249,12 @@ def _groups_table(summary: Summary) -> str:
             cells += (
                 f"<td>{_pct(true_share)}</td><td>{_num(m['balanced_accuracy'] if m else None)}</td>"
             )
+        if reviews:
+            cells += f"<td>{group.review:,}</td>"
+        if drifts:
+            drift = summary.drift(group)
+            flag = " class='warn'" if summary.outside(group) else ""
+            cells += f"<td{flag}>{'–' if drift is None else f'{drift:.1f}'}</td>"
         rows.append(f"<tr>{cells}</tr>")
     positive = _e(summary.provenance.model.positive)
     return (

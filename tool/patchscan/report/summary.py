@@ -58,6 +58,7 @@ class Group:
     positives: int = 0
     review: int = 0  # calls in the review band
     errors: int = 0
+    colour: list[float] = field(default_factory=lambda: [0.0] * 7)  # stain.colour_sums, added
     probability_sum: float = 0.0
     truth: list[bool] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # what each label was decided on
@@ -162,6 +163,8 @@ class Summary:
         positive = result.label == self.provenance.model.positive
         self.counts[result.label] += 1
         group.positives += positive
+        if result.colour is not None:
+            group.colour = [a + b for a, b in zip(group.colour, result.colour, strict=True)]
         if result.review:
             self._add_review(group, result)
         group.probability_sum += probability
@@ -222,6 +225,29 @@ class Summary:
             )
             for g in groups
         ]
+
+    def drift(self, group: Group) -> float | None:
+        """How far a slide's tissue colours lie from the training slides' (stain.drift: in
+        training-slide standard deviations), or None when the model keeps no colour range or
+        too little of the slide was sampled."""
+        colour = self.provenance.model.stain
+        if not colour:
+            return None
+        from patchscan import stain  # numpy: only for a report, only with such a model
+
+        stats = stain.stats_from_sums(tuple(group.colour))  # type: ignore[arg-type]
+        if stats is None:
+            return None
+        reference = stain.ColourStats.from_metadata(colour["reference"])
+        spread = stain.ColourStats.from_metadata(colour["spread"])
+        return round(stain.drift(stats, reference, spread), 3)
+
+    def outside(self, group: Group) -> bool:
+        """Whether a slide looks unlike every slide the model was trained on: its calls, and the
+        review band's guarantee, may not hold there."""
+        drift = self.drift(group)
+        limit = (self.provenance.model.stain or {}).get("drift_limit")
+        return drift is not None and limit is not None and drift > float(limit)
 
     def most_suspicious(self) -> list[tuple[float, str, str]]:
         return sorted(self._top, reverse=True)
@@ -290,7 +316,10 @@ class Summary:
             "errors": self.error_count,
             "error_list": [{"path": path, "error": reason} for path, reason in self.errors],
             "skipped": dict(self.skipped),
-            "groups": [g.as_dict() for g in self.groups.values()],
+            "groups": [
+                {**g.as_dict(), "colour_drift": self.drift(g), "outside_training": self.outside(g)}
+                for g in self.groups.values()
+            ],
             "histogram": {"bins": HISTOGRAM_BINS, "counts": list(self.histogram)},
             "metrics": self.quality(),
         }
