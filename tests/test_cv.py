@@ -126,6 +126,6 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
     nested = report["plain"]["nested"]["pooled"]["balanced_accuracy"]
     assert summary["balanced_accuracy"] == pytest.approx(nested, abs=1e-4)  # the card leads with it
     assert info.stain is not None and info.stain["drift_limit"] > 0  # the scan flags outliers
-    assert len(info.stain["reference"]["mean"]) == 3 and info.stain["slides"] == 6
+    assert len(info.stain["reference"]["mean"]) == 3 and 1 <= info.stain["slides"] <= 6
     card = (tmp_path / "final" / "idc.md").read_text()
     assert "Cross-validation by patient" in card and "Needs review" in card
