@@ -201,13 +201,6 @@ def test_ctrl_c_keeps_what_was_done(
     assert sum(classified) == 15  # the five done before Ctrl-C were remembered
 
 
-def test_models_lists_bundled_models() -> None:
-    result = run("models")
-    assert result.exit_code == 0
-    assert result.output.startswith("idc\t")
-    assert "non-IDC / IDC" in result.output and "input 50x50" in result.output
-
-
 def test_unwritable_output_is_one_line_not_a_traceback(patches: Path, tiny_model: Path) -> None:
     # /proc refuses new files even to root: a stand-in for a full disk or a read-only share.
     result = CliRunner().invoke(
@@ -239,3 +232,102 @@ def test_an_unwritable_csv_folder_names_the_csv_not_the_store(
     assert result.exit_code == 2
     assert result.stderr.startswith("patchscan: error: cannot write /proc/r.csv: ")
     assert ".patchscan.db" not in result.stderr
+
+
+# ---- the CLI's ecosystem conventions ----------------------------------------------------------
+
+
+def one_line_usage_error(result: Result, *fragments: str) -> None:
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("patchscan: error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_watch_without_an_output_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    one_line_usage_error(run("watch", str(tmp_path)), "watch needs --csv, --json or --report")
+
+
+def test_window_without_a_display_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    one_line_usage_error(run("window"), "cannot open the window", "display")
+
+
+def test_model_names_are_case_insensitive(tmp_path: Path) -> None:
+    result = run("scan", str(tmp_path), "--model", "IDC", "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["model"]["name"] == "idc"
+
+
+def test_workers_sets_the_worker_processes(
+    patches: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real_init = pipeline.Workers.__init__
+
+    def counting(self: pipeline.Workers, workers: int) -> None:
+        started.append(workers)
+        real_init(self, workers)
+
+    monkeypatch.setattr(pipeline.Workers, "__init__", counting)
+    out = tmp_path / "r.json"
+    result = run("scan", str(patches), "-m", str(tiny_model), "-j", "1", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    assert started == [1] and json.loads(out.read_text())["settings"]["workers"] == 1
+
+
+def test_the_default_workers_are_the_cpus_this_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from patchscan.run import RunSettings, available_cpus
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 3, 5}, raising=False)
+    assert available_cpus() == 3 and RunSettings().worker_count() == 3
+    assert RunSettings(workers=2).worker_count() == 2
+
+
+def test_models_lists_a_table_and_json_for_programs() -> None:
+    table = run("models")
+    assert table.exit_code == 0
+    assert table.output.split()[:5] == ["model", "classifies", "input", "threshold", "held-out"]
+    assert "idc" in table.output and "skin" in table.output
+    data = json.loads(run("models", "--json").output)
+    assert set(data) == {"idc", "skin"}
+    assert data["skin"]["classes"] == ["benign", "malignant"] and data["skin"]["views"] == 8
+
+
+def test_help_texts_read_whole_and_say_what_each_command_does() -> None:
+    scan_help = run("scan", "--help").output
+    assert "Classify every image under PATHS (folders are searched recursively)." in scan_help
+    watch_help = run("watch", "--help").output
+    csv_help = watch_help[watch_help.index("--csv") : watch_help.index("--json")]
+    assert "stdout" not in csv_help and "scan only" not in csv_help
+
+
+def test_the_progress_bar_knows_its_total_and_advances(
+    patches: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a terminal: the images are counted first, so the bar has a total to fill."""
+    from patchscan import cli
+    from patchscan.naming import NameInfo
+    from patchscan.results import Result as Row
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    bar = cli._progress(False, (patches,))
+    with bar as on_result:
+        for _ in range(5):
+            on_result(Row("x.png", NameInfo("g", None, None, None), 0.5, "IDC"))
+        on_result(Row("y.png", NameInfo("g", None, None, None), error="broken"))
+        task = bar.progress.tasks[0]
+        assert (task.total, task.completed, task.fields["errors"]) == (20, 6, 1)
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(patches: Path) -> None:
+    from patchscan import cli
+
+    bar = cli._progress(False, (patches,))
+    with bar:
+        assert bar.progress is None

@@ -5,6 +5,7 @@ Exit codes: 0 all classified, 1 finished with per-file failures, 2 usage error, 
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import shlex
@@ -45,20 +46,23 @@ def main() -> None:
     """Classify folders of slide patches or skin-lesion images on the CPU."""
 
 
-def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
-    """--model, --csv, --json, --report, --threshold and --review-error: the same for scan and
-    watch."""
+def _model_and_outputs(csv_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """--model, --csv, --json, --report, --threshold, --review-error and --workers: the same
+    for scan and watch but for what --csv says."""
+    return lambda command: _with_options(command, csv_help)
+
+
+def _with_options(command: Callable[..., None], csv_help: str) -> Callable[..., None]:
     options = [
         click.option(
             "--model",
+            "-m",
             default="idc",
             show_default=True,
             metavar="idc|skin|FILE.onnx",
-            help="A bundled model, or an .onnx file with patchscan metadata.",
+            help="A bundled model (any case), or an .onnx file with patchscan metadata.",
         ),
-        _output(
-            "csv", "CSV, one row per image ('-' or no output option at all: stdout, scan only)."
-        ),
+        _output("csv", csv_help),
         _output("json", "JSON summary: counts, groups, errors, metrics, provenance."),
         _output("report", "Self-contained HTML report."),
         click.option(
@@ -74,6 +78,13 @@ def _model_and_outputs(command: Callable[..., None]) -> Callable[..., None]:
             metavar="RATE",
             help="Mark a call 'needs review' unless it is in the range where the model's error "
             "rate stayed at or under RATE on held-out data [the model's own, 0.05].",
+        ),
+        click.option(
+            "--workers",
+            "-j",
+            type=click.IntRange(1, 256),
+            metavar="N",
+            help="Worker processes [the CPUs this process may use].",
         ),
     ]
     for option in reversed(options):
@@ -111,12 +122,13 @@ def _run_or_fail(work: Callable[[], T]) -> T:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@_model_and_outputs
+@_model_and_outputs("CSV, one row per image ('-', or no output option at all: stdout).")
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 4096),
-    help="Images per onnxruntime call [default: 160,000 pixels' worth: 64 patches of 50x50, "
-    "6 photos of 160x160].",
+    metavar="N",
+    help="Images per onnxruntime call [160,000 pixels' worth: 64 patches of 50x50, 1 skin "
+    "photo in 8 views].",
 )
 @click.option(
     "--force",
@@ -132,6 +144,7 @@ def scan(
     report_path: Path | None,
     threshold: float | None,
     review_error: float | None,
+    workers: int | None,
     batch_size: int | None,
     force: bool,
     quiet: bool,
@@ -149,13 +162,14 @@ def scan(
         report=report_path,
         threshold=threshold,
         review_error=review_error,
+        workers=workers or 0,
         batch_size=batch_size,
         force=force,
     )
     if to_stdout and settings.outputs.paths:
         raise click.UsageError("--csv - (stdout) cannot be combined with --json or --report")
     command = shlex.join(["patchscan", *sys.argv[1:]])
-    with _progress(quiet) as on_result:
+    with _progress(quiet, paths) as on_result:
         outcome = _run_or_fail(lambda: run_scan(settings, command, on_result))
     if not quiet:
         counts = ", ".join(f"{n:,} {label}" for label, n in outcome.counts.items())
@@ -174,7 +188,7 @@ def scan(
 
 @main.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@_model_and_outputs
+@_model_and_outputs("CSV, one row per image, kept up to date as files land.")
 @_seconds(
     "--settle", "Classify a file once its size and mtime have not changed for this long.", 1.0
 )
@@ -189,6 +203,7 @@ def watch(
     report_path: Path | None,
     threshold: float | None,
     review_error: float | None,
+    workers: int | None,
     settle: float,
     poll: float | None,
     rescan: float,
@@ -213,6 +228,7 @@ def watch(
         report=report_path,
         threshold=threshold,
         review_error=review_error,
+        workers=workers or 0,
         settle=settle,
         poll=poll,
         rescan=rescan,
@@ -232,80 +248,121 @@ def watch(
 @main.command()
 def window() -> None:
     """Open the desktop window (what the standalone app does when started with no arguments)."""
-    from patchscan.gui import main as open_window
+    try:
+        from patchscan.gui import main as open_window
 
-    open_window()
+        open_window()
+    except ImportError as exc:  # a Python built without Tk
+        _fail(PatchscanError(f"the window needs Tk, which this Python lacks ({exc})"))
+    except Exception as exc:  # TclError: no display, or a display that refuses us
+        if type(exc).__name__ != "TclError":
+            raise
+        _fail(PatchscanError(f"cannot open the window: {exc} (is there a display?)"))
 
 
 @main.command()
-def models() -> None:
-    """List the bundled models with what their metadata says."""
+@click.option("--json", "as_json", is_flag=True, help="The models' metadata as JSON, for programs.")
+def models(as_json: bool) -> None:
+    """List the bundled models: what they classify, their input, threshold and held-out figures."""
     from patchscan.model import bundled_models, read_info
 
     try:
-        for name, path in bundled_models().items():
-            info = read_info(path)
-            m = info.metrics
-            click.echo(
-                f"{name}\t{info.version}\t{info.classes[0]} / {info.classes[1]}\t"
-                f"input {info.input_size[0]}x{info.input_size[1]}{_views_note(info)}\t"
-                f"threshold {info.threshold:g}"
-                f"{_context_note(info)}\t"
-                f"test balanced acc. {m.get('balanced_accuracy', '?')}, ROC AUC {m.get('roc_auc', '?')}\t"
-                f"{info.description}"
-            )
+        infos = {name: read_info(path) for name, path in bundled_models().items()}
     except PatchscanError as exc:
         _fail(exc)
+    if as_json:
+        click.echo(json.dumps({n: i.to_metadata() for n, i in infos.items()}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("model", "classifies", "input", "threshold", "held-out figures", box=None)
+    for name, info in infos.items():
+        table.add_row(
+            name,
+            f"{info.classes[1]} vs {info.classes[0]}\n[dim]{info.description}[/dim]",
+            f"{info.input_size[0]}x{info.input_size[1]}{_views_note(info)}",
+            f"{info.threshold:.3g}" + _context_note(info),
+            _figures(info),
+        )
+    Console(soft_wrap=not sys.stdout.isatty()).print(table)
 
 
 def _views_note(info: ModelInfo) -> str:
-    return "" if info.views == 1 else f" (mean of {info.views} flips/rotations)"
+    return "" if info.views == 1 else f"\n{info.views} views averaged"
 
 
 def _context_note(info: ModelInfo) -> str:
-    if info.context is None:
-        return ""
-    m = info.metrics.get("slide_context", {})
-    return (
-        f" (slide context {info.context.threshold:g}: test balanced acc. "
-        f"{m.get('balanced_accuracy', '?')}, ROC AUC {m.get('roc_auc', '?')}, F1 {m.get('f1', '?')})"
-    )
+    return "" if info.context is None else f"\nslide context {info.context.threshold:.3g}"
+
+
+def _figures(info: ModelInfo) -> str:
+    """The headline held-out figures: with slide context where the model has it."""
+    m = info.metrics.get("slide_context") or info.metrics
+    parts = [
+        f"{label} {m[key]:.3f}"
+        for key, label in (("balanced_accuracy", "bal. acc."), ("roc_auc", "ROC AUC"), ("f1", "F1"))
+        if isinstance(m.get(key), (int, float))
+    ]
+    estimate = info.metrics.get("estimate")
+    return ", ".join(parts) + (f"\n[dim]{estimate}[/dim]" if estimate else "")
 
 
 class _progress:
-    """A rich progress line on stderr (only for a terminal): files done, errors so far."""
+    """A progress bar on stderr, only for a terminal: files done of the total (counted first by a
+    walk that only lists the folders), percentage, rate, time left, and errors so far."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, paths: tuple[Path, ...] = ()) -> None:
         self.enabled = not quiet and sys.stderr.isatty()
+        self.paths = paths
         self.progress: Any = None
 
     def __enter__(self) -> Callable[[Any], None]:
         if not self.enabled:
             return lambda result: None
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.completed:,} files · {task.fields[errors]} errors"),
-            TimeElapsedColumn(),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]} files/s · {task.fields[errors]:,} errors"),
+            TimeRemainingColumn(),
             console=Console(stderr=True),
             transient=True,
         )
         self.progress.start()
-        task = self.progress.add_task("scan", total=None, errors=0)
+        task = self.progress.add_task("scan", total=count_images(self.paths), errors=0, rate="–")
         errors = 0
 
         def on_result(result: Any) -> None:
             nonlocal errors
             errors += not result.ok
-            self.progress.update(task, advance=1, errors=errors)
+            speed = self.progress.tasks[0].speed
+            rate = "–" if speed is None else f"{speed:,.0f}"
+            self.progress.update(task, advance=1, errors=errors, rate=rate)
 
         return on_result
 
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def count_images(paths: tuple[Path, ...]) -> int | None:
+    """How many images a scan of `paths` will meet (one listing of each folder, no file opened);
+    None when there are none to count."""
+    from patchscan.discover import walk
+
+    return sum(1 for _, skip, _ in walk(paths) if not skip) or None
 
 
 def entry() -> None:

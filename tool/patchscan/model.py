@@ -128,8 +128,9 @@ def bundled_models() -> dict[str, Path]:
 def resolve_model(spec: str) -> Path:
     """A bundled model's name, or a path to an .onnx file."""
     models = bundled_models()
-    if spec in models:
-        return models[spec]
+    by_name = {name.casefold(): path for name, path in models.items()}
+    if spec.casefold() in by_name:
+        return by_name[spec.casefold()]
     path = Path(spec)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
