@@ -144,7 +144,11 @@ def colour_range(task: Any, examples: list[data.Example]) -> dict[str, Any]:
     sums: dict[str, np.ndarray] = {}
     for example in examples:
         name = parse_name(example.path, task.classes)
-        if name.x is not None and name.y is not None and stain.sampled(name.x, name.y, task.size[0]):
+        if (
+            name.x is not None
+            and name.y is not None
+            and stain.sampled(name.x, name.y, task.size[0])
+        ):
             patch = stain.colour_sums(load_rgb(example.path, task.size))
             sums[example.group] = sums.get(example.group, np.zeros(7)) + patch
     slides = [s for s in (stain.stats_from_sums(tuple(v)) for v in sums.values()) if s]

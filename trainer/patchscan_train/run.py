@@ -17,11 +17,11 @@ import tensorflow as tf
 
 from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
-from patchscan.naming import parse_name
 from patchscan_train import data, nets
 from patchscan_train.evaluate import evaluate, write_run_report
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.modelcard import write_model_card
+from patchscan_train.operating import context_scores
 from patchscan_train.tasks import TASKS, THRESHOLD_RULES, Task
 from patchscan_train.train import fit, predict
 
@@ -199,29 +199,14 @@ def slide_context(
     assert task.context is not None
     radius, self_weight = task.context
     shape = SlideContext(step=task.size[0], radius=radius, self_weight=self_weight, threshold=0.5)
-    smoothed = {k: context_scores(shape, splits[k], scores[k], task.classes) for k in scores}
+    smoothed = {
+        k: context_scores(shape, [e.path for e in splits[k]], scores[k], task.classes)
+        for k in scores
+    }
     threshold = round(choose_threshold(y["val"], smoothed["val"]), 4)
     groups = {k: [e.group for e in splits[k]] for k in scores}
     results = {f"{k}_context": evaluate(y[k], smoothed[k], threshold, groups[k]) for k in smoothed}
     return dataclasses.replace(shape, threshold=threshold), results
-
-
-def context_scores(
-    context: SlideContext,
-    examples: list[data.Example],
-    scores: np.ndarray,
-    classes: tuple[str, str],
-) -> np.ndarray:
-    """Each example's slide-context score, from the patches of its own slide in `examples`."""
-    names = [parse_name(e.path, classes) for e in examples]
-    out = scores.astype(np.float64)
-    slides: dict[str, list[int]] = {}
-    for i, name in enumerate(names):
-        slides.setdefault(name.group, []).append(i)
-    for members in slides.values():
-        patches = [(names[i].x, names[i].y, float(scores[i])) for i in members]
-        out[members] = context.scores(patches)  # type: ignore[arg-type]
-    return out
 
 
 def _headline(result: dict[str, Any]) -> dict[str, Any]:
