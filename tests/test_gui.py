@@ -59,7 +59,16 @@ def test_scan_then_watch_from_the_window(
         assert app.model.get() == "idc" and "H&E" in app.description.cget("text")
         app.folder.set(str(patches))
         app.scan_button.invoke()
-        pump(root, lambda: app.status.cget("text").startswith("Done"))
+        values: list[float] = []
+
+        def done() -> bool:
+            values.append(float(app.progress.cget("value")))
+            return app.status.cget("text").startswith("Done")
+
+        pump(root, done)
+        # The bar filled as the files came: it knew its total and moved to it.
+        assert str(app.progress.cget("mode")) == "determinate"
+        assert float(app.progress.cget("maximum")) == 20 and values[-1] == 20
         assert app.status.cget("text").startswith("Done. 20 files:")
         assert app.message.cget("text") == ""
         assert str(app.report_button.cget("state")) == "normal"

@@ -211,11 +211,16 @@ class App:
                 finished = True
         if changed:
             self.status.config(text=self._count_text())
-            if self.progress["mode"] == "determinate":
+            if self._determinate():
                 self.progress.config(value=self.counts.total())
         if finished:
             self._finish()
         self.root.after(POLL_MS, self._poll)
+
+    def _determinate(self) -> bool:
+        """Whether the bar knows its total. (ttk hands the option back as a Tcl object, which
+        never equals a str: compared as it came, the bar never moved.)"""
+        return str(self.progress.cget("mode")) == "determinate"
 
     def _begin(self, text: str) -> None:
         self._save_settings()
@@ -229,7 +234,7 @@ class App:
 
     def _finish(self) -> None:
         self.progress.stop()
-        if self.progress["mode"] == "determinate":
+        if self._determinate():
             self.progress.config(value=self.progress["maximum"])
         self.scan_button.config(state="normal")
         self.watching.set(False)
