@@ -338,3 +338,15 @@ def test_metrics_of_a_slide_context_model_rank_by_the_context_score(tmp_path: Pa
     assert report["groups"][0]["metrics"]["roc_auc"] == pytest.approx(0.25)
     assert report["metrics"]["confusion_matrix"] == [[0, 8], [0, 1]]  # all IDC by context
     assert report["model"]["slide_context"]["threshold"] == 0.5
+
+
+def test_skipped_files_alone_are_not_reported_as_failures(tmp_path: Path) -> None:
+    """A README beside the photos is passed over, not an amber 'could not be classified (0)'."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.new("RGB", (50, 50), (128, 128, 128)).save(folder / "a.png")
+    (folder / "README.md").write_text("notes")
+    run_scan(ScanSettings((folder,), model=str(TINY_MODEL), report=tmp_path / "r.html"), "t")
+    page = (tmp_path / "r.html").read_text()
+    assert "could not be classified" not in page
+    assert "<h2>Other files</h2>" in page and "1 not an image name" in page

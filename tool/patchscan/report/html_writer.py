@@ -363,6 +363,8 @@ def _errors(summary: Summary) -> str:
     skipped_list = (
         f"<p class='note'>Skipped (not rows):</p><ul class='note'>{skipped}</ul>" if skipped else ""
     )
+    if not summary.error_count:  # only other files passed over: nothing went wrong
+        return f"<h2>Other files</h2>{skipped_list}"
     return f"<h2 class='warn'>Files that could not be classified ({summary.error_count:,})</h2>{table}{extra}{skipped_list}"
 
 
