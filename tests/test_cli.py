@@ -289,9 +289,17 @@ def test_the_default_workers_are_the_cpus_this_process_may_use(
     assert RunSettings(workers=2).worker_count() == 2
 
 
-def test_models_lists_a_table_and_json_for_programs() -> None:
+def test_models_lists_a_table_on_a_terminal_lines_for_pipes_and_json_for_programs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    piped = run("models")
+    assert piped.exit_code == 0
+    lines = [line.split("\t") for line in piped.output.splitlines()]
+    assert [cells[0] for cells in lines] == ["idc", "skin"] and {len(c) for c in lines} == {5}
+    assert lines[0][1].startswith("IDC vs non-IDC") and lines[1][2].startswith("160x160")
+    monkeypatch.setattr("patchscan.cli._stdout_is_terminal", lambda: True)
     table = run("models")
-    assert table.exit_code == 0
+    assert table.exit_code == 0 and "\t" not in table.output
     assert table.output.split()[:5] == ["model", "classifies", "input", "threshold", "held-out"]
     assert "idc" in table.output and "skin" in table.output
     data = json.loads(run("models", "--json").output)

@@ -273,19 +273,33 @@ def models(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({n: i.to_metadata() for n, i in infos.items()}, indent=2))
         return
+    if not _stdout_is_terminal():
+        for name, info in infos.items():  # one line per model, tab-separated: for cut and grep
+            click.echo("\t".join(cell.replace("\n", "; ") for cell in _model_row(name, info)))
+        return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("model", "classifies", "input", "threshold", "held-out figures", box=None)
     for name, info in infos.items():
-        table.add_row(
-            name,
-            f"{info.classes[1]} vs {info.classes[0]}\n[dim]{info.description}[/dim]",
-            f"{info.input_size[0]}x{info.input_size[1]}{_views_note(info)}",
-            f"{info.threshold:.3g}" + _context_note(info),
-            _figures(info),
-        )
-    Console(soft_wrap=not sys.stdout.isatty()).print(table)
+        table.add_row(*(escape(cell) for cell in _model_row(name, info)))
+    Console().print(table)
+
+
+def _stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def _model_row(name: str, info: ModelInfo) -> tuple[str, str, str, str, str]:
+    """A model's cells, in the table's column order: name, classes, input, threshold, figures."""
+    return (
+        name,
+        f"{info.classes[1]} vs {info.classes[0]}\n{info.description}",
+        f"{info.input_size[0]}x{info.input_size[1]}{_views_note(info)}",
+        f"{info.threshold:.3g}" + _context_note(info),
+        _figures(info),
+    )
 
 
 def _views_note(info: ModelInfo) -> str:
@@ -305,7 +319,7 @@ def _figures(info: ModelInfo) -> str:
         if isinstance(m.get(key), (int, float))
     ]
     estimate = info.metrics.get("estimate")
-    return ", ".join(parts) + (f"\n[dim]{estimate}[/dim]" if estimate else "")
+    return ", ".join(parts) + (f"\n{estimate}" if estimate else "")
 
 
 class _progress:
