@@ -159,3 +159,35 @@ def final(task: str, data: Path, cv_folder: Path, variant: str, out: Path | None
 
     out = out or Path("runs") / f"{task}-final-{dt.datetime.now():%Y%m%d-%H%M%S}"
     click.echo(json.dumps(train_final(task, data, cv_folder, variant, out), indent=2))
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--run",
+    "run_folder",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    required=True,
+    help="A finished `final` run folder (TASK.onnx, metrics.json).",
+)
+@click.option(
+    "--cv",
+    "cv_folders",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    multiple=True,
+    required=True,
+    help="`cv` run folders on the same folds: the first is the shipped recipe's, the others "
+    "add their recipes as ablation rows.",
+)
+@click.option("--variant", default="plain", show_default=True, help="The recipe that ships.")
+def card(task: str, run_folder: Path, cv_folders: tuple[Path, ...], variant: str) -> None:
+    """Write a final run's model card again, with the recipes of several CV runs side by side
+    (e.g. a later run of the ablation recipes on the same folds), without retraining."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.final import rewrite_card
+
+    try:
+        path = rewrite_card(task, run_folder, list(cv_folders), variant)
+    except (OSError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"{run_folder}: cannot write the card: {exc}") from None
+    click.echo(str(path))

@@ -18,7 +18,7 @@ import numpy as np
 from patchscan import metrics
 from patchscan.context import SlideContext
 from patchscan_train import operating
-from patchscan_train.tasks import TASKS
+from patchscan_train.tasks import TASKS, THRESHOLD_RULES
 
 REVIEW_TARGET = 0.05
 
@@ -98,7 +98,8 @@ def choose(
     probability = np.vectorize(platt_p)(raw)
     # The patch alone: what labels a patch without a position (and every patch of a task
     # without slide context).
-    alone = operating.sensitivity_holding_threshold(y, probability, groups)
+    rule = THRESHOLD_RULES[task.threshold_rule][0]
+    alone = rule(y, probability)
     choices: dict[str, Any] = {
         "calibration_probability": [platt_p.a, platt_p.b],
         "threshold_probability": alone,
@@ -110,7 +111,7 @@ def choose(
         platt_c = operating.fit_platt(y, context)
         choices["calibration_context"] = [platt_c.a, platt_c.b]
         scores = np.vectorize(platt_c)(context)
-    threshold = operating.sensitivity_holding_threshold(y, scores, groups)
+    threshold = rule(y, scores)
     choice = operating.review_band(y, scores, threshold, REVIEW_TARGET)
     choices.update(
         threshold=threshold,
@@ -166,6 +167,7 @@ def figures(
             "ece": _spread([p["ece"] for p in patients.values()], lower_is_better=True),
         },
         "sensitivity_of_patients_with_50_positives": _spread([p["recall"] for p in big]),
+        "slide_share_error": _share_error(y, called, groups),
         "ece": operating.expected_calibration_error(y, scores),
         "reliability": operating.reliability(y, scores),
         "review": {
@@ -175,6 +177,21 @@ def figures(
             else None,
         },
     }
+
+
+# Slides with fewer patches than this are fragments whose % positive swings with a few patches.
+MIN_PATCHES_FOR_SHARE = 100
+
+
+def _share_error(y: np.ndarray, called: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """How far a slide's % positive (what the report prints per slide) lies from the truth, in
+    points: the median and the worst slide of at least MIN_PATCHES_FOR_SHARE patches."""
+    errors = [
+        100 * abs(float(called[mine].mean()) - float(y[mine].mean()))
+        for mine in (groups == g for g in np.unique(groups))
+        if mine.sum() >= MIN_PATCHES_FOR_SHARE
+    ]
+    return {"median": float(np.median(errors)), "worst": float(max(errors))} if errors else {}
 
 
 def _spread(values: list[Any], lower_is_better: bool = False) -> dict[str, float | None]:
@@ -198,9 +215,9 @@ def markdown(report: dict[str, Any], title: str) -> str:
         "choices made on the other folds' scores (what a new patient can expect).",
         "",
         "| recipe | choices | balanced acc. | F1 | ROC AUC | sensitivity | specificity "
-        "| worst patient sensitivity (≥ 50 IDC) | median patient balanced acc. | ECE "
-        "| reviewed | accuracy of decided |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| worst patient sensitivity (≥ 50 IDC) | median patient balanced acc. "
+        "| slide % positive off by (median / worst) | ECE | reviewed | accuracy of decided |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant, result in report.items():
         if not isinstance(result, dict) or "fitted" not in result:
@@ -212,10 +229,18 @@ def markdown(report: dict[str, Any], title: str) -> str:
                 f"| {variant} | {kind} | {_f(p['balanced_accuracy'])} | {_f(p['f1'])} "
                 f"| {_f(p['roc_auc'])} | {_f(p['recall'])} | {_f(p['specificity'])} "
                 f"| {_f(x['sensitivity_of_patients_with_50_positives']['worst'])} "
-                f"| {_f(x['spread']['balanced_accuracy']['median'])} | {_f(x['ece'])} "
+                f"| {_f(x['spread']['balanced_accuracy']['median'])} | {_points(x)} "
+                f"| {_f(x['ece'])} "
                 f"| {_pct(review['share_reviewed'])} | {_pct(review['decided_accuracy'])} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _points(figures: dict[str, Any]) -> str:
+    share = figures.get("slide_share_error") or {}
+    if not share:
+        return "–"
+    return f"{share['median']:.1f} / {share['worst']:.1f} points"
 
 
 def _f(value: Any) -> str:

@@ -23,14 +23,14 @@ import tensorflow as tf
 from patchscan import stain
 from patchscan.context import SlideContext
 from patchscan.imaging import load_rgb
-from patchscan.model import ModelInfo
+from patchscan.model import ModelInfo, read_info
 from patchscan.naming import parse_name
 from patchscan_train import data
 from patchscan_train.cv import recipe
 from patchscan_train.cv_report import markdown
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.operating import REVIEW_METHOD
-from patchscan_train.tasks import TASKS
+from patchscan_train.tasks import TASKS, THRESHOLD_RULES
 from patchscan_train.train import fit
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,28 @@ def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -
     )
     write_final_card(out / f"{task.name}.md", task, info, report, variant, figures)
     return {"out": str(out), **info.metrics}
+
+
+def rewrite_card(task_name: str, run: Path, cv_folders: list[Path], variant: str) -> Path:
+    """The card of a finished final run, from the CV reports of several runs on the same folds
+    (the first holds `variant`, the shipped recipe); the ONNX file is left as it is."""
+    report = merged_reports([json.loads((f / "cv-report.json").read_text()) for f in cv_folders])
+    task = recipe(TASKS[task_name], variant)
+    info = read_info(run / f"{task.name}.onnx")
+    figures = json.loads((run / "metrics.json").read_text())
+    card = run / f"{task.name}.md"
+    write_final_card(card, task, info, report, variant, figures)
+    return card
+
+
+def merged_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report with every recipe of `reports`, which must share their folds and epochs."""
+    merged = dict(reports[0])
+    for other in reports[1:]:
+        if other["folds"] != merged["folds"] or other["epochs"] != merged["epochs"]:
+            raise ValueError("the CV runs differ in their folds or epochs: not comparable")
+        merged.update({k: v for k, v in other.items() if k not in merged})
+    return merged
 
 
 def final_info(
@@ -112,8 +134,8 @@ def final_info(
             "split": f"by {task.group}: {len(record['folds'])}-fold cross-validation; the shipped "
             f"model trained on all {patients} {task.group}s",
             "split_sizes": {"all": len(examples)},
-            "threshold_rule": "the best pooled F1 that keeps every patient with >= 50 positives "
-            "at >= 0.70 sensitivity, on out-of-fold scores",
+            "threshold_rule": f"{THRESHOLD_RULES[task.threshold_rule][1]} on all patients' "
+            "out-of-fold scores",
             "seed": record["seed"],
             "epochs": record["epochs"],
             "parameters": parameters,

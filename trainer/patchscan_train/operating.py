@@ -22,8 +22,6 @@ from patchscan.results import Calibration, ReviewBand
 # Patients with fewer positives than this have too few for their own sensitivity to mean much
 # (the issue's floor counts patients with >= 50 IDC patches).
 MIN_POSITIVES_PER_PATIENT = 50
-# The operating point keeps every such patient's sensitivity at or above this.
-SENSITIVITY_FLOOR = 0.70
 
 
 def context_scores(
@@ -39,40 +37,6 @@ def context_scores(
         patches = [(names[i].x, names[i].y, float(scores[i])) for i in members]
         out[members] = context.scores(patches)  # type: ignore[arg-type]
     return out
-
-
-def sensitivity_holding_threshold(
-    y: np.ndarray, scores: np.ndarray, groups: np.ndarray, floor: float = SENSITIVITY_FLOOR
-) -> float:
-    """The threshold that maximises pooled F1 among those that keep every patient with at least
-    MIN_POSITIVES_PER_PATIENT positives at or above `floor` sensitivity.
-
-    Pooled F1 alone favours the patients with the most patches; a new patient's slide needs its
-    own cancer found. If no threshold holds the floor for all, the one that does best for the
-    worst patient is taken.
-    """
-    y = y.astype(bool)
-    candidates = np.unique(np.quantile(scores, np.linspace(0.005, 0.995, 400)))
-    big = [g for g in np.unique(groups) if y[groups == g].sum() >= MIN_POSITIVES_PER_PATIENT]
-    worst = np.array([_worst_sensitivity(y, scores, groups, big, t) for t in candidates])
-    f1 = np.array([_f1(y, scores >= t) for t in candidates])
-    holding = worst >= floor
-    if holding.any():
-        return float(candidates[holding][np.argmax(f1[holding])])
-    return float(candidates[np.argmax(worst)])
-
-
-def _worst_sensitivity(
-    y: np.ndarray, scores: np.ndarray, groups: np.ndarray, big: list[str], t: float
-) -> float:
-    if not big:
-        return 1.0
-    return min(float(((scores >= t) & y)[groups == g].sum() / y[groups == g].sum()) for g in big)
-
-
-def _f1(y: np.ndarray, called: np.ndarray) -> float:
-    tp = float((called & y).sum())
-    return 2 * tp / max(float(called.sum()) + float(y.sum()), 1.0)
 
 
 def fit_platt(y: np.ndarray, scores: np.ndarray, iterations: int = 50) -> Calibration:

@@ -148,7 +148,7 @@ def judge(
     results: dict[str, Any] = {
         k: evaluate(y[k], scores[k], threshold, groups[k]) for k in ("val", "test")
     }
-    results.update(threshold=threshold, threshold_rule=threshold_rule)
+    results.update(threshold=threshold, threshold_rule=f"{threshold_rule} on the validation split")
     context = None
     if task.context:
         context, with_context = slide_context(task, splits, scores, y, choose_threshold)
