@@ -62,10 +62,10 @@ test: $(DEV) browser x11 lint binary
 bench: $(DEV)
 	$(BIN)/python bench/bench.py
 
-## train-idc: 8-fold patient-level CV of the shipped recipe (~25 min here), then the model on all
+## train-idc: 8-fold patient-level CV of the shipped recipe (~10 min here), then the model on all
 ## patients with the CV's calibration, thresholds and review bands (~4 min)
 train-idc: $(DEV)
-	$(BIN)/patchscan-train cv idc --data ../shared/data/idc --out runs/idc-cv --epochs 20 --variant plain
+	$(BIN)/patchscan-train cv idc --data ../shared/data/idc --out runs/idc-cv --epochs 10 --variant plain
 	$(BIN)/patchscan-train final idc --data ../shared/data/idc --cv runs/idc-cv --variant plain --out runs/idc
 	cp runs/idc/idc.onnx runs/idc/idc.md assets/models/
 	cp runs/idc/idc.keras bench/
