@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,7 +22,7 @@ from PIL import Image
 from conftest import SAMPLES, group_members, kill_group
 from patchscan import watch as watch_module
 from patchscan.imaging import load_rgb, to_model_input
-from patchscan.model import Model, Session
+from patchscan.model import Model, Session, bundled_models
 from patchscan.report.csv_writer import COLUMNS
 from patchscan.results import Result
 from patchscan.watch import Watcher, WatchSettings
@@ -472,3 +473,27 @@ def test_ctrl_c_and_sigterm_save_and_exit_0(
         kill_group(process.pid)
     stderr = (out / "stderr.txt").read_text()
     assert "Traceback" not in stderr and "stopped; 30 files classified" in stderr
+
+
+def test_the_watch_says_how_many_new_calls_need_review(dirs: tuple[Path, Path]) -> None:
+    """Under a model with a review band (idc), each batch's line counts the doubtful calls it
+    added, as the CSV's review column does."""
+    folder, out = dirs
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("patchscan.watch")
+    logger.addHandler(handler)
+    previous = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        for source in sorted(SAMPLES.glob("9035/*/*.png")):  # 236 patches, 51 IDC
+            drop(source, folder / "9035" / source.name)
+        with watching(folder, out, bundled_models()["idc"]):  # all there: one slide, at once
+            wait_for(lambda: len(rows(out / "r.csv")) == 236)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+    reviews = sum(row["review"] == "yes" for row in rows(out / "r.csv"))
+    said = [int(m.split(", ")[-1].split()[0]) for m in lines if m.endswith("to review")]
+    assert reviews > 0 and sum(said) == reviews

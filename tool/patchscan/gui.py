@@ -57,6 +57,7 @@ class App:
         self.worker: threading.Thread | None = None
         self.stop = threading.Event()
         self.counts: Counter[str] = Counter()
+        self.reviews = 0  # calls in the model's review band: what a person should look at
         self.models = {name: read_info(path) for name, path in bundled_models().items()}
         remembered = self._load_settings()
 
@@ -188,7 +189,7 @@ class App:
         self.events.put(("done", None))
 
     def _on_result(self, result: Result) -> None:
-        self.events.put(("result", ("error" if result.error else result.label)))
+        self.events.put(("result", ("error" if result.error else result.label, result.review)))
 
     # --- the window's side -------------------------------------------------------------------
 
@@ -200,7 +201,9 @@ class App:
             except queue.Empty:
                 break
             if kind == "result":
-                self.counts[value] += 1
+                label, review = value
+                self.counts[label] += 1
+                self.reviews += review
                 changed = True
             elif kind == "total" and value:
                 self.progress.stop()
@@ -226,6 +229,7 @@ class App:
         self._save_settings()
         self.stop.clear()
         self.counts.clear()
+        self.reviews = 0
         self.message.config(text="")
         self.status.config(text=text)
         self.scan_button.config(state="disabled")
@@ -245,7 +249,8 @@ class App:
     def _count_text(self) -> str:
         total = sum(self.counts.values())
         parts = [f"{n:,} {label}" for label, n in sorted(self.counts.items())]
-        return f"{total:,} files: " + ", ".join(parts)
+        review = f"; {self.reviews:,} to review" if self.reviews else ""
+        return f"{total:,} files: " + ", ".join(parts) + review
 
     def _busy(self) -> bool:
         return self.worker is not None and self.worker.is_alive()

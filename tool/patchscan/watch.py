@@ -231,11 +231,14 @@ class Watcher:
             return
         self.store.commit()  # durable before any output mentions it
         self._update_csv(done)
-        for result in self._as_reported(done):
+        reported = self._as_reported(done)
+        for result in reported:
             self.on_result(result)
         self.classified += len(done)
         self.report_dirty = True
-        log.info("classified %d (%d this session)", len(done), self.classified)
+        reviews = sum(result.review for result in reported)
+        review = f", {reviews:,} to review" if reviews else ""
+        log.info("classified %d (%d this session)%s", len(done), self.classified, review)
 
     # --- outputs -----------------------------------------------------------------------------
 
