@@ -58,6 +58,7 @@ class App:
         self.stop = threading.Event()
         self.counts: Counter[str] = Counter()
         self.reviews = 0  # calls in the model's review band: what a person should look at
+        self.cancelled = False  # the last scan was stopped by Cancel
         self.models = {name: read_info(path) for name, path in bundled_models().items()}
         remembered = self._load_settings()
 
@@ -100,6 +101,10 @@ class App:
             buttons, text="Open report", command=self.open_report, state="disabled"
         )
         self.report_button.grid(row=0, column=2)
+        self.cancel_button = ttk.Button(
+            buttons, text="Cancel", command=self.cancel, state="disabled"
+        )
+        self.cancel_button.grid(row=0, column=3, padx=(8, 0))
 
         self.progress = ttk.Progressbar(frame, mode="indeterminate")
         self.progress.grid(row=4, column=0, columnspan=3, sticky="ew")
@@ -145,6 +150,12 @@ class App:
         self.worker = threading.Thread(target=self._watch, args=(folder, model), daemon=True)
         self.worker.start()
 
+    def cancel(self) -> None:
+        """Stop a scan after the file in hand; what was classified is written, as on Ctrl-C."""
+        if self._busy() and not self.watching.get():
+            self.stop.set()
+            self.status.config(text="Cancelling: writing what is done …")
+
     def open_report(self) -> None:
         report = results_folder(Path(self.folder.get())) / "report.html"
         if report.is_file():
@@ -165,7 +176,13 @@ class App:
         self.events.put(("total", sum(1 for c in discover([folder]) if not c.skip)))
         csv, json_path, report = self._outputs(folder)
         settings = ScanSettings((folder,), model=model, csv=csv, json=json_path, report=report)
-        self._guarded(lambda: run_scan(settings, "patchscan (window)", self._on_result))
+
+        def scan() -> None:
+            outcome = run_scan(settings, "patchscan (window)", self._on_result, self.stop)
+            if outcome.interrupted:
+                self.events.put(("cancelled", None))
+
+        self._guarded(scan)
 
     def _watch(self, folder: Path, model: str) -> None:
         from patchscan.watch import Watcher, WatchSettings
@@ -210,6 +227,8 @@ class App:
                 self.progress.config(mode="determinate", maximum=value, value=0)
             elif kind == "error":
                 self.message.config(text=value)
+            elif kind == "cancelled":
+                self.cancelled = True
             elif kind == "done":
                 finished = True
         if changed:
@@ -230,9 +249,11 @@ class App:
         self.stop.clear()
         self.counts.clear()
         self.reviews = 0
+        self.cancelled = False
         self.message.config(text="")
         self.status.config(text=text)
         self.scan_button.config(state="disabled")
+        self.cancel_button.config(state="disabled" if self.watching.get() else "normal")
         self.progress.config(mode="indeterminate", value=0)
         self.progress.start(12)
 
@@ -241,9 +262,11 @@ class App:
         if self._determinate():
             self.progress.config(value=self.progress["maximum"])
         self.scan_button.config(state="normal")
+        self.cancel_button.config(state="disabled")
         self.watching.set(False)
         done = self._count_text() if self.counts else "No images found."
-        self.status.config(text=f"Done. {done}")
+        ended = "Cancelled; the results so far are saved." if self.cancelled else "Done."
+        self.status.config(text=f"{ended} {done}")
         self._update_report_button()
 
     def _count_text(self) -> str:

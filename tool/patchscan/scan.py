@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -66,7 +67,10 @@ def run_scan(
     settings: ScanSettings,
     command_line: str,
     on_result: Callable[[Result], None] = lambda result: None,
+    stop: threading.Event | None = None,
 ) -> ScanOutcome:
+    """Classify and write. Ctrl-C, or `stop` set (the window's Cancel), ends it early with
+    everything classified so far written, as an interrupted scan."""
     settings.check()
     with open_run(settings, command_line, force=settings.force) as run:
         if run.store is not None and not settings.force:
@@ -74,7 +78,11 @@ def run_scan(
             last = _unchanged_since_last_scan(settings, run.store, walked)
             if last is not None:
                 return ScanOutcome(last["counts"], last["errors"], unchanged=True)
-        return _classify_and_write(settings, command_line, on_result, run)
+        return _classify_and_write(settings, command_line, on_result, run, stop)
+
+
+class _Cancelled(Exception):
+    """`stop` was set: end the scan as Ctrl-C does."""
 
 
 def _classify_and_write(
@@ -82,6 +90,7 @@ def _classify_and_write(
     command_line: str,
     on_result: Callable[[Result], None],
     run: Opened,
+    stop: threading.Event | None,
 ) -> ScanOutcome:
     model, store, labels = run.model, run.store, run.labels
     summary = settings.new_summary(run, command_line)
@@ -111,7 +120,9 @@ def _classify_and_write(
                     csv_out.write(result)
                 saver.add(result)
                 on_result(result)
-        except KeyboardInterrupt:
+                if stop is not None and stop.is_set():
+                    raise _Cancelled
+        except (KeyboardInterrupt, _Cancelled):
             interrupted = True
             log.warning("interrupted: writing the %d results done so far", summary.classified)
         finally:
