@@ -67,13 +67,13 @@ bench: $(DEV)
 train-idc: $(DEV)
 	$(BIN)/patchscan-train cv idc --data ../shared/data/idc --out runs/idc-cv --epochs 10 --variant plain
 	$(BIN)/patchscan-train final idc --data ../shared/data/idc --cv runs/idc-cv --variant plain --out runs/idc
-	cp runs/idc/idc.onnx runs/idc/idc.md assets/models/
+	cp runs/idc/idc.onnx runs/idc/idc.md tool/patchscan/models/
 	cp runs/idc/idc.keras bench/
 
 train-skin: $(DEV)
 	$(BIN)/patchscan-train train skin --data ../shared/data/skin --out runs/skin
 	$(BIN)/patchscan-train calibrate skin --data ../shared/data/skin --model runs/skin/skin.onnx
-	cp runs/skin/skin.onnx runs/skin/skin.md assets/models/
+	cp runs/skin/skin.onnx runs/skin/skin.md tool/patchscan/models/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache dist build/work build/work-onefile test-output
