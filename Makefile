@@ -15,8 +15,9 @@ $(RUNTIME): pyproject.toml
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
-$(DEV): $(RUNTIME)
-	$(BIN)/python -m pip install -q -e '.[train,test,build]'
+# The trainer is its own distribution (trainer/pyproject.toml): the runtime wheel stays lean.
+$(DEV): $(RUNTIME) trainer/pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test,build]' -e ./trainer
 	touch $@
 
 setup: $(DEV)
