@@ -10,10 +10,11 @@ DEMO_OUT := demo-output
 .PHONY: demo test lint setup browser x11 binary binary-onefile bench train-idc train-skin clean
 
 $(RUNTIME): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
-	touch $@
+	@echo "Installing patchscan into $(VENV) (once)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e .
+	@touch $@
 
 # The trainer is its own distribution (trainer/pyproject.toml): the runtime wheel stays lean.
 $(DEV): $(RUNTIME) trainer/pyproject.toml
@@ -22,12 +23,14 @@ $(DEV): $(RUNTIME) trainer/pyproject.toml
 
 setup: $(DEV)
 
-## demo: classify the bundled sample patches and write an HTML report
+## demo: classify the bundled sample patches and write an HTML report. Its output is the scan's
+## own summary (counts per class, calls to review, the files written) and where the report is.
 demo: $(RUNTIME)
-	mkdir -p $(DEMO_OUT)
-	$(BIN)/patchscan scan assets/samples/idc --csv $(DEMO_OUT)/demo.csv \
+	@echo "Classifying the sample patches in assets/samples/idc (two patients) with the idc model"
+	@mkdir -p $(DEMO_OUT)
+	@$(BIN)/patchscan scan assets/samples/idc --csv $(DEMO_OUT)/demo.csv \
 		--json $(DEMO_OUT)/demo.json --report $(DEMO_OUT)/demo.html || [ $$? -eq 1 ]
-	@echo "Report: $(abspath $(DEMO_OUT)/demo.html)"
+	@echo "Open the report: $(abspath $(DEMO_OUT)/demo.html)"
 
 ## browser: Debian's headless Chromium, for the report's rendering test
 browser:
