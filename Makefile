@@ -10,23 +10,27 @@ DEMO_OUT := demo-output
 .PHONY: demo test lint setup browser x11 binary binary-onefile bench train-idc train-skin clean
 
 $(RUNTIME): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e .
-	touch $@
+	@echo "Installing patchscan into $(VENV) (once)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@$(BIN)/python -m pip install -q -e .
+	@touch $@
 
-$(DEV): $(RUNTIME)
-	$(BIN)/python -m pip install -q -e '.[train,test,build]'
+# The trainer is its own distribution (trainer/pyproject.toml): the runtime wheel stays lean.
+$(DEV): $(RUNTIME) trainer/pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[test,build]' -e ./trainer
 	touch $@
 
 setup: $(DEV)
 
-## demo: classify the bundled sample patches and write an HTML report
+## demo: classify the bundled sample patches and write an HTML report. Its output is the scan's
+## own summary (counts per class, calls to review, the files written) and where the report is.
 demo: $(RUNTIME)
-	mkdir -p $(DEMO_OUT)
-	$(BIN)/patchscan scan assets/samples/idc --csv $(DEMO_OUT)/demo.csv \
+	@echo "Classifying the sample patches in assets/samples/idc (two patients) with the idc model"
+	@mkdir -p $(DEMO_OUT)
+	@$(BIN)/patchscan scan assets/samples/idc --csv $(DEMO_OUT)/demo.csv \
 		--json $(DEMO_OUT)/demo.json --report $(DEMO_OUT)/demo.html || [ $$? -eq 1 ]
-	@echo "Report: $(abspath $(DEMO_OUT)/demo.html)"
+	@echo "Open the report: $(abspath $(DEMO_OUT)/demo.html)"
 
 ## browser: Debian's headless Chromium, for the report's rendering test
 browser:
@@ -67,13 +71,13 @@ bench: $(DEV)
 train-idc: $(DEV)
 	$(BIN)/patchscan-train cv idc --data ../shared/data/idc --out runs/idc-cv --epochs 10 --variant plain
 	$(BIN)/patchscan-train final idc --data ../shared/data/idc --cv runs/idc-cv --variant plain --out runs/idc
-	cp runs/idc/idc.onnx runs/idc/idc.md assets/models/
+	cp runs/idc/idc.onnx runs/idc/idc.md tool/patchscan/models/
 	cp runs/idc/idc.keras bench/
 
 train-skin: $(DEV)
 	$(BIN)/patchscan-train train skin --data ../shared/data/skin --out runs/skin
 	$(BIN)/patchscan-train calibrate skin --data ../shared/data/skin --model runs/skin/skin.onnx
-	cp runs/skin/skin.onnx runs/skin/skin.md assets/models/
+	cp runs/skin/skin.onnx runs/skin/skin.md tool/patchscan/models/
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache dist build/work build/work-onefile test-output

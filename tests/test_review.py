@@ -149,6 +149,18 @@ def test_json_counts_review_per_class_and_per_slide(tmp_path: Path) -> None:
     assert group["group"] == "slide" and group["review"] == 2
 
 
+def test_the_summary_line_counts_the_calls_to_review_when_the_model_has_a_band(
+    tmp_path: Path,
+) -> None:
+    for name, value in {"a.png": 70, "b.png": 60, "c.png": 20}.items():
+        write_grey(tmp_path / "in", name, value)
+    for model, expected in ((TINY_REVIEW, True), (TINY_REVIEW.with_name("tiny.onnx"), False)):
+        args = ["scan", str(tmp_path / "in"), "--model", str(model), "--csv", "-"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert ("3 files: " in result.stderr) and ("2 need review" in result.stderr) == expected
+
+
 def test_review_error_option_narrows_the_band(tmp_path: Path) -> None:
     write_grey(tmp_path / "in", "a.png", 80)  # 0.555: in [0.4, 0.6), not in [0.45, 0.55)
     args = ["scan", str(tmp_path / "in"), "--model", str(TINY_REVIEW)]

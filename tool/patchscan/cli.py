@@ -21,6 +21,7 @@ from patchscan.errors import PatchscanError
 
 if TYPE_CHECKING:
     from patchscan.model import ModelInfo
+    from patchscan.scan import ScanOutcome
 
 log = logging.getLogger("patchscan")
 T = TypeVar("T")
@@ -172,18 +173,22 @@ def scan(
     with _progress(quiet, paths) as on_result:
         outcome = _run_or_fail(lambda: run_scan(settings, command, on_result))
     if not quiet:
-        counts = ", ".join(f"{n:,} {label}" for label, n in outcome.counts.items())
-        log.info(
-            "%s files: %s, %s errors",
-            f"{outcome.classified + outcome.errors:,}",
-            counts,
-            f"{outcome.errors:,}",
-        )
+        log.info("%s", _summary_line(outcome))
         for output in settings.outputs.paths:
             log.info(
                 "%s %s", "unchanged since the last scan:" if outcome.unchanged else "wrote", output
             )
     sys.exit(outcome.exit_code)
+
+
+def _summary_line(outcome: ScanOutcome) -> str:
+    """'407 files: 212 non-IDC, 195 IDC, 0 errors', with the calls to review when the model has
+    a review band: what a person reads first, before opening the report."""
+    parts = [f"{n:,} {label}" for label, n in outcome.counts.items()]
+    if outcome.review is not None:
+        parts.append(f"{outcome.review:,} need review")
+    parts.append(f"{outcome.errors:,} errors")
+    return f"{outcome.classified + outcome.errors:,} files: {', '.join(parts)}"
 
 
 @main.command()

@@ -24,7 +24,7 @@ from typing import Any
 from patchscan import __version__
 from patchscan.errors import PatchscanError
 from patchscan.model import bundled_models, read_info
-from patchscan.resources import assets_dir
+from patchscan.resources import icon_path
 from patchscan.results import Result
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class App:
         remembered = self._load_settings()
 
         root.title(f"patchscan {__version__}")
-        icon = assets_dir() / "icons" / "patchscan.png"
+        icon = icon_path()
         if icon.is_file():
             self.icon = tk.PhotoImage(master=root, file=str(icon))  # kept: Tk does not
             root.iconphoto(True, self.icon)

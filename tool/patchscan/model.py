@@ -120,7 +120,7 @@ def _optional_dict(raw: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 
 def bundled_models() -> dict[str, Path]:
-    """Name → path of every model shipped in assets/models."""
+    """Name → path of every model shipped in the package (patchscan/models)."""
     folder = bundled_models_dir()
     return {path.stem: path for path in sorted(folder.glob("*.onnx"))}
 

@@ -51,6 +51,7 @@ class ScanOutcome:
     errors: int
     interrupted: bool = False
     unchanged: bool = False  # nothing changed since the last complete scan: outputs left alone
+    review: int | None = None  # calls in the model's review band; None: the model has no band
 
     @property
     def classified(self) -> int:
@@ -77,7 +78,9 @@ def run_scan(
             walked = _Fingerprint(settings, run.model.sha256, run.labels)
             last = _unchanged_since_last_scan(settings, run.store, walked)
             if last is not None:
-                return ScanOutcome(last["counts"], last["errors"], unchanged=True)
+                return ScanOutcome(
+                    last["counts"], last["errors"], unchanged=True, review=last.get("review")
+                )
         return _classify_and_write(settings, command_line, on_result, run, stop)
 
 
@@ -131,10 +134,12 @@ def _classify_and_write(
             saver.commit()
     summary.finish(interrupted)
     settings.outputs.write(summary)
-    tally: Tally = {"counts": dict(summary.counts), "errors": summary.error_count}
+    has_band = labels.review is not None or labels.context_review is not None
+    review = summary.review_total if has_band else None
+    tally: Tally = {"counts": dict(summary.counts), "errors": summary.error_count, "review": review}
     if store is not None and not interrupted:
         store.remember_scan(fingerprint.hexdigest(), settings.outputs.paths, tally)
-    return ScanOutcome(tally["counts"], tally["errors"], interrupted)
+    return ScanOutcome(tally["counts"], tally["errors"], interrupted, review=review)
 
 
 class _Fingerprint:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 SUFFIX = ".patchscan.db"
 _SCHEMA_VERSION = 2  # 2: results.colour (a sampled patch's share of its slide's colours)
-Tally = dict[str, Any]  # a scan's counts per label and its error count, for its one-line summary
+Tally = dict[str, Any]  # a scan's counts per label, errors and review calls: its one-line summary
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (sha256 TEXT PRIMARY KEY, info TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS results (

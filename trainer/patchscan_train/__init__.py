@@ -1,1 +1,1 @@
-"""Training, evaluation and ONNX export of patchscan's models (the `train` extra)."""
+"""Training, evaluation and ONNX export of patchscan's models (the patchscan-train distribution)."""

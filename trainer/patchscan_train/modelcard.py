@@ -1,4 +1,7 @@
-"""assets/models/<name>.md: what the model is for, what it was trained on, how well it does."""
+"""<name>.md: what the model is for, what it was trained on, how well it does.
+
+Shipped beside the ONNX file, in tool/patchscan/models/ (package data, so in the wheel too).
+"""
 
 from __future__ import annotations
 
