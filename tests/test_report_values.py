@@ -529,3 +529,26 @@ def test_about_the_model_gives_the_figures_of_what_the_scan_does(tmp_path: Path)
         ("% marked for review", "12.0%"),
         ("accuracy of the other calls", "0.970"),
     ]
+
+
+def test_photos_needing_review_are_the_scans_nearest_whatever_their_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos in two folders are one set: with room for 3, the 3 calls nearest the threshold of
+    both folders, nearest first (tiny_review: P = sigmoid(logit(grey / 255) + 1), band [0.4,
+    0.6) around 0.5)."""
+    from patchscan.results import Calibration
+
+    monkeypatch.setattr(summary_module, "REVIEW_SHOWN", 3)
+    greys = {"a/1.png": 60, "a/2.png": 75, "b/3.png": 65, "b/4.png": 70, "b/5.png": 82}
+    for name, grey in greys.items():
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (50, 50), (grey,) * 3).save(tmp_path / "in" / name)
+    model = Path(__file__).parent / "data" / "tiny_review.onnx"
+    run_scan(ScanSettings((tmp_path / "in",), model=str(model), report=tmp_path / "r.html"), "t")
+    part = section((tmp_path / "r.html").read_text(), "Needs review")
+    shown = [text(n) for n in re.findall(r"</b> · [^<]*<br>(.*?)</figcaption>", part)]
+    score = {Path(n).name: Calibration(1.0, 1.0)(g / 255) for n, g in greys.items()}
+    assert all(0.4 <= s < 0.6 for s in score.values())
+    assert shown == sorted(score, key=lambda n: abs(score[n] - 0.5))[:3]
+    assert {"1.png", "2.png"} & set(shown) and {"3.png", "4.png", "5.png"} & set(shown)

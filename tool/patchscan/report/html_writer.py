@@ -69,9 +69,7 @@ def render(summary: Summary) -> str:
         _provenance(summary),
         _model_card(summary),
     ]
-    title = (
-        f"patchscan report: {p.model.name} model, {summary.classified + summary.error_count} files"
-    )
+    title = f"patchscan report: {p.model.name} model, {summary.classified + summary.error_count:,} files"
     state = " (interrupted: partial results)" if p.interrupted else ""
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -194,7 +192,7 @@ def _review(summary: Summary, anchors: dict[str, str]) -> str:
     )
     size = summary.provenance.model.input_size
     if not summary.has_slides:  # photos: one set, those nearest the threshold
-        (_, patches), *_ = ranked
+        patches = summary.review_nearest()
         figures = [
             _thumb(path, size, f"<b>{score:.3f}</b> · {_e(label)}")
             for path, score, label in patches

@@ -31,7 +31,7 @@ _ANCHORS = np.array(
 TRUTH_COLOURS = {False: (171, 217, 233), True: (215, 48, 39)}
 REVIEW_COLOUR = (106, 61, 154)  # a call in the model's review band, whichever way it went
 MIN_MAP_WIDTH = 160  # px a slide's maps are shown at, at least: a caption fits beneath
-MAX_MAP_WIDTH = 290  # four maps (tissue, score, calls, truth) in a row
+MAX_MAP_WIDTH = 250  # four maps (tissue, score, calls, truth) in a row of a 1200 px window
 
 
 def gradient_stops() -> list[tuple[float, str]]:

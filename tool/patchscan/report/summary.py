@@ -229,6 +229,12 @@ class Summary:
             for g in groups
         ]
 
+    def review_nearest(self) -> list[tuple[str, float, str]]:
+        """The scan's most doubtful files (path, score, label), nearest the threshold first,
+        whichever folder they lie in: for photos, which are one set, not slides."""
+        kept = heapq.nlargest(REVIEW_SHOWN, (e for shown in self._review.values() for e in shown))
+        return [(path, score, label) for _, path, score, label in kept]
+
     def drift(self, group: Group) -> float | None:
         """How far a slide's tissue colours lie from the training slides' (stain.drift: in
         training-slide standard deviations), or None when the model keeps no colour range or
