@@ -15,7 +15,6 @@ from patchscan.imaging import load_rgb
 from patchscan.report import images
 from patchscan.report.summary import HISTOGRAM_BINS, TOP_PER_SLIDE, Group, Provenance, Summary
 
-THUMB = 96
 MAX_SLIDES = 60  # slide cards beyond this are listed in the table only, to keep the file small
 SLIDES_OPEN = 3  # slide cards shown unfolded; the rest open on a click
 REVIEW_SLIDES = 10  # slides whose doubtful patches are shown as thumbnails
@@ -190,37 +189,45 @@ def _review(summary: Summary, anchors: dict[str, str]) -> str:
         f"score lies in the model's review band: the label in the CSV is still the decision at the "
         f"threshold, but a person should look. {_e(guarantee)} "
     )
-    size = summary.provenance.model.input_size
     if not summary.has_slides:  # photos: one set, those nearest the threshold
-        patches = summary.review_nearest()
-        figures = [
-            _thumb(path, size, f"<b>{score:.3f}</b> · {_e(label)}")
-            for path, score, label in patches
-        ]
-        return (
-            f"{intro}Those nearest the threshold:</p><div class='thumbs'>{''.join(figures)}</div>"
-        )
+        nearest = _doubtful(summary, summary.review_nearest())
+        return f"{intro}Those nearest the threshold:</p>{nearest}"
+    return f"{intro}Slides with the most first; the patches shown are those nearest the " + (
+        f"threshold.</p>{_review_by_slide(summary, ranked, anchors)}"
+    )
+
+
+def _review_by_slide(
+    summary: Summary,
+    ranked: list[tuple[Group, list[tuple[str, float, str]]]],
+    anchors: dict[str, str],
+) -> str:
+    """The slides with doubtful calls (a table, each linked to its card), and the doubtful
+    patches of the first few, the first open."""
     rows = "".join(
         f"<tr><td class='l'>{_slide_name(group, anchors)}</td><td>{group.review:,}</td>"
         f"<td>{_pct(group.review / max(group.patches - group.errors, 1))}</td></tr>"
         for group, _ in ranked
     )
-    blocks = []
-    for index, (group, patches) in enumerate(ranked[:REVIEW_SLIDES]):
-        figures = [
-            _thumb(path, size, f"<b>{score:.3f}</b> · {_e(label)}")
-            for path, score, label in patches
-        ]
-        blocks.append(
-            f"<details{' open' if index < SLIDES_OPEN else ''}><summary>"
-            f"{_slide_name(group, anchors)} · {group.review:,} to review</summary>"
-            f"<div class='thumbs'>{''.join(figures)}</div></details>"
-        )
-    return (
-        f"{intro}Slides with the most first; the patches shown are those nearest the "
-        f"threshold.</p><table><tr><th class='l'>slide / patient</th><th>need review</th>"
-        f"<th>of classified</th></tr>{rows}</table>{''.join(blocks)}"
+    blocks = "".join(
+        f"<details{' open' if index < SLIDES_OPEN else ''}><summary>"
+        f"{_slide_name(group, anchors)} · {group.review:,} to review</summary>"
+        f"{_doubtful(summary, patches)}</details>"
+        for index, (group, patches) in enumerate(ranked[:REVIEW_SLIDES])
     )
+    return (
+        f"<table><tr><th class='l'>slide / patient</th><th>need review</th>"
+        f"<th>of classified</th></tr>{rows}</table>{blocks}"
+    )
+
+
+def _doubtful(summary: Summary, patches: list[tuple[str, float, str]]) -> str:
+    """Thumbnails of doubtful calls (path, score, label), each with its score and label."""
+    size = summary.provenance.model.input_size
+    figures = "".join(
+        _thumb(path, size, f"<b>{score:.3f}</b> · {_e(label)}") for path, score, label in patches
+    )
+    return f"<div class='thumbs'>{figures}</div>"
 
 
 def _thumb(path: str, size: tuple[int, int], caption: str) -> str:
