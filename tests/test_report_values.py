@@ -289,6 +289,11 @@ def test_sections_come_in_the_order_a_reader_needs_and_every_link_lands(tmp_path
     targets = re.findall(r'href="#([^"]+)"', page)
     assert targets and set(targets) <= ids
     assert len(re.findall(r' id="([^"]+)"', page)) == len(ids)  # no id given twice
+    # A doubtful call keeps its side's hue, paler: x1_y51 (P 0.224, calibrated 0.44) is in the
+    # band [0.4, 0.6) and non-IDC; x1_y1 (P 1) a decided IDC.
+    calls = slide_map(page, f"{SLIDE} calls")
+    assert tuple(calls[1, 0]) == images.REVIEW_COLOURS[False]
+    assert tuple(calls[0, 0]) == images.TRUTH_COLOURS[True]
 
 
 # ---- escaping ------------------------------------------------------------------------------

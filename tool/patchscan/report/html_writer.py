@@ -18,6 +18,7 @@ from patchscan.report.summary import HISTOGRAM_BINS, TOP_PER_SLIDE, Group, Prove
 MAX_SLIDES = 60  # slide cards beyond this are listed in the table only, to keep the file small
 SLIDES_OPEN = 3  # slide cards shown unfolded; the rest open on a click
 REVIEW_SLIDES = 10  # slides whose doubtful patches are shown as thumbnails
+REVIEW_OPEN = 1  # of those, shown unfolded: the rest of the results stay within a screen's reach
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2330;background:#fafafa}
@@ -210,7 +211,7 @@ def _review_by_slide(
         for group, _ in ranked
     )
     blocks = "".join(
-        f"<details{' open' if index < SLIDES_OPEN else ''}><summary>"
+        f"<details{' open' if index < REVIEW_OPEN else ''}><summary>"
         f"{_slide_name(group, anchors)} · {group.review:,} to review</summary>"
         f"{_doubtful(summary, patches)}</details>"
         for index, (group, patches) in enumerate(ranked[:REVIEW_SLIDES])
@@ -444,7 +445,8 @@ def _legend(summary: Summary) -> str:
     negative, positive = summary.provenance.model.classes
     swatches = [(images.TRUTH_COLOURS[True], positive), (images.TRUTH_COLOURS[False], negative)]
     if _has_bands(summary):
-        swatches.append((images.REVIEW_COLOUR, "needs review"))
+        swatches[1:1] = [(images.REVIEW_COLOURS[True], f"{positive}, needs review")]
+        swatches.append((images.REVIEW_COLOURS[False], f"{negative}, needs review"))
     calls = "".join(
         f'<span class="swatch" style="background:rgb{tuple(c)}"></span>{_e(label)}'
         for c, label in swatches

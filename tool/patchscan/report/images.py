@@ -29,7 +29,9 @@ _ANCHORS = np.array(
 )
 # The calls map and the truth map share these, so that the two read side by side.
 TRUTH_COLOURS = {False: (171, 217, 233), True: (215, 48, 39)}
-REVIEW_COLOUR = (106, 61, 154)  # a call in the model's review band, whichever way it went
+# A call in the model's review band keeps its side's hue, paler: which way it went still shows
+# (a purple of their own hid where a slide's IDC was called once most of it was in the band).
+REVIEW_COLOURS = {False: (203, 188, 230), True: (244, 165, 130)}
 MIN_MAP_WIDTH = 160  # px a slide's maps are shown at, at least: a caption fits beneath
 MAX_MAP_WIDTH = 250  # four maps (tissue, score, calls, truth) in a row of a 1200 px window
 
@@ -96,7 +98,7 @@ def slide_maps(tiles: Sequence[Tile]) -> dict[str, np.ndarray]:
         col, row = (tile.x - x0) // step_x, (tile.y - y0) // step_y
         tissue[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE] = tile.pixels
         heat[row, col] = colour(around_threshold(tile.score, tile.threshold))
-        calls[row, col] = REVIEW_COLOUR if tile.review else TRUTH_COLOURS[tile.positive]
+        calls[row, col] = (REVIEW_COLOURS if tile.review else TRUTH_COLOURS)[tile.positive]
         if tile.truth is not None:
             truth[row, col] = TRUTH_COLOURS[tile.truth]
             has_truth = True
