@@ -76,7 +76,8 @@ def test_a_slide_unlike_them_is_flagged_in_the_json_and_first_in_the_report(
     assert group["outside_training"] is True
     page = (tmp_path / "r.html").read_text()
     assert "1 slide(s) outside what the model was trained on" in page
-    assert page.index("outside what the model") < page.index("Provenance")
+    assert page.index("outside what the model") < page.index('id="counts"')  # first of all
+    assert "<td class='warn'>8.0 ⚠</td>" in page  # and flagged in the slide's row
 
 
 def test_the_drift_survives_a_rescan_from_the_store(tmp_path: Path) -> None:

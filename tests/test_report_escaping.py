@@ -42,10 +42,10 @@ def test_markup_from_the_model_and_its_file_name_is_escaped(
     tiny_model: Path, patches: Path, tmp_path: Path
 ) -> None:
     model = crafted_model(tiny_model, tmp_path)
-    group = tmp_path / "in" / IMG.format(12)  # a folder: the group's name
+    group = tmp_path / "in" / IMG.format(12)  # a folder: the name of the slide its patches are
     group.mkdir(parents=True)
     for index, patch in enumerate(sorted(patches.rglob("*.png"))):
-        shutil.copy(patch, group / f"{index}.png")
+        shutil.copy(patch, group / f"x{1 + 50 * index}_y1.png")
     report = tmp_path / "r.html"
     args = ["scan", str(tmp_path / "in"), "--model", str(model), "--report", str(report)]
     result = CliRunner().invoke(main, args)

@@ -7,19 +7,23 @@ shares, means, metrics and orders below come from the test, not from the results
 
 from __future__ import annotations
 
+import base64
 import html
+import io
 import json
 import re
 from dataclasses import replace as dataclass_replace
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
 from conftest import TINY_MODEL, read_csv, with_metadata
 from patchscan.cli import main
+from patchscan.report import images
 from patchscan.report import summary as summary_module
 from patchscan.scan import ScanSettings, run_scan
 
@@ -127,7 +131,7 @@ def test_json_counts_groups_errors_histogram_and_metrics(scanned: tuple[Path, Pa
     expected_bins = [0] * 20
     for b in (0, 4, 8, 12, 16, 18, 19):  # 0.0, .224, .424, .624, .824, .925, 1.0
         expected_bins[b] = 1
-    assert report["histogram"] == {"bins": 20, "counts": expected_bins}
+    assert report["histogram"]["bins"] == 20 and report["histogram"]["counts"] == expected_bins
 
     metrics = report["metrics"]
     assert metrics["n"] == 5
@@ -141,9 +145,25 @@ def test_json_counts_groups_errors_histogram_and_metrics(scanned: tuple[Path, Pa
 
 
 def section(page: str, heading: str) -> str:
-    start = page.index(f">{heading}")
+    """The part of the page under the heading that starts with `heading` (not its link in the
+    contents above)."""
+    start = page.index(f">{heading}", page.index("</nav>"))
     end = page.find("<h2", start)
     return page[start : end if end > 0 else len(page)]
+
+
+def text(markup: str) -> str:
+    """What a reader sees of `markup`: tags (a link, a <wbr>) dropped, entities read."""
+    return html.unescape(re.sub(r"<[^>]+>", "", markup))
+
+
+def table_rows(part: str) -> list[list[str]]:
+    """The cells of each body row of the first table in `part`, as text."""
+    table = part[part.index("<table") : part.index("</table>")]
+    return [
+        [text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row)]
+        for row in table.split("<tr>")[2:]
+    ]
 
 
 def test_html_cards_table_histogram_and_errors(scanned: tuple[Path, Path]) -> None:
@@ -159,18 +179,24 @@ def test_html_cards_table_histogram_and_errors(scanned: tuple[Path, Path]) -> No
     ]
 
     table = section(page, "Per slide / patient")
-    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", row) for row in table.split("<tr>")[2:]]
-    assert rows == [  # most positive patches first
-        [SLIDE, "6", "60.0%", "0.534", "1", "60.0%", "0.583"],
-        [LOOSE, "2", "50.0%", "0.675", "0", "–", "–"],
+    assert table_rows(table) == [  # most positive patches first: name, files, IDC, % IDC, errors
+        [SLIDE, "6", "3", "60.0%", "1", "60.0%", "0.583"],
+        [LOOSE, "2", "1", "50.0%", "0", "–", "–"],
     ]
+    # The slide (patches with positions) links to its card; the loose folder has none to link to.
+    assert re.findall(r'<td class=\'l\'><a href="#([^"]+)">([^<]*)</a>', table) == [
+        ("slide-0", SLIDE)
+    ]
+    assert '<details class="slide" id="slide-0" open><summary><b>1001</b>' in page
 
     quality = section(page, "Agreement with the labels in the file names")
     values = re.findall(r"<td>([^<]*)</td>", quality)
     assert values[:7] == ["5", "0.600", "0.583", "0.667", "0.667", "0.667", "0.833"]
     assert values[7:] == ["1", "1", "1", "2"]  # the confusion matrix, row by row
 
-    bars = re.findall(r"<title>([\d.]+)–([\d.]+): ([\d,]+)</title>", section(page, "Probability"))
+    bars = re.findall(
+        r"<title>([\d.]+)–([\d.]+): ([\d,]+)</title>", section(page, "Score histogram")
+    )
     assert [(float(a), float(b)) for a, b, _ in bars] == [(i / 20, (i + 1) / 20) for i in range(20)]
     assert [int(n) for _, _, n in bars] == [int(i in (0, 4, 8, 12, 16, 18, 19)) for i in range(20)]
     assert "tallest bar 1." in page and 'x1="300.0"' in page  # threshold line at 0.5 of 600 px
@@ -183,30 +209,91 @@ def test_html_cards_table_histogram_and_errors(scanned: tuple[Path, Path]) -> No
     assert "<li>1 not an image name</li>" in errors
 
 
-def suspicious(page: str) -> list[tuple[str, str, str]]:
-    part = section(page, "Most suspicious")
-    return re.findall(r"<b>(\d\.\d{3})</b> · ([^<]*)<br>([^<]*)</figcaption>", part)
+def suspicious(page: str) -> dict[str, list[tuple[str, str]]]:
+    """Slide → its (score, file name) thumbnails, in the page's order."""
+    part = section(page, "Most suspicious, per slide")
+    return {
+        text(block[: block.index("</h3>")]).split(" · ")[0]: [
+            (score, text(name))
+            for score, name in re.findall(r"<b>(\d\.\d{3})</b><br>(.*?)</figcaption>", block)
+        ]
+        for block in part.split("<h3>")[1:]
+    }
 
 
-def by_probability() -> list[tuple[str, str, str]]:
-    ok = sorted((p(n), n) for n in FILES if FILES[n] is not None)
-    return [(f"{q:.3f}", n.split("/")[0], n.split("/")[1]) for q, n in reversed(ok)]
+def by_probability(slide: str) -> list[tuple[str, str]]:
+    ok = sorted((p(n), n) for n in FILES if FILES[n] is not None and n.startswith(f"{slide}/"))
+    return [(f"{q:.3f}", n.split("/")[1]) for q, n in reversed(ok)]
 
 
-def test_most_suspicious_lists_the_highest_probabilities_first(scanned: tuple[Path, Path]) -> None:
+def test_most_suspicious_lists_each_slides_highest_first(scanned: tuple[Path, Path]) -> None:
+    """Per slide, not one global top (which would show one patient's patches); the slides in
+    the table's order, most positive first."""
     _, out = scanned
-    assert suspicious((out / "r.html").read_text()) == by_probability()
+    page = (out / "r.html").read_text()
+    assert list(suspicious(page).items()) == [
+        (SLIDE, by_probability(SLIDE)),
+        (LOOSE, by_probability(LOOSE)),
+    ]
 
 
 def test_most_suspicious_keeps_only_the_highest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With room for 3, the 3 highest of 7 stay, highest first (not the 3 lowest, not the
-    first 3 met)."""
-    monkeypatch.setattr(summary_module, "TOP_SUSPICIOUS", 3)
+    """With room for 3 per slide, the slide's 3 highest of 5 stay, highest first (not the 3
+    lowest, not the first 3 met)."""
+    monkeypatch.setattr(summary_module, "TOP_PER_SLIDE", 3)
     folder = write_files(tmp_path / "in")
     run_scan(ScanSettings((folder,), model=str(TINY_MODEL), report=tmp_path / "r.html"), "test")
-    assert suspicious((tmp_path / "r.html").read_text()) == by_probability()[:3]
+    shown = suspicious((tmp_path / "r.html").read_text())
+    assert shown == {SLIDE: by_probability(SLIDE)[:3], LOOSE: by_probability(LOOSE)}
+
+
+def test_photos_without_positions_get_no_per_group_sections(tmp_path: Path) -> None:
+    """A folder of photos (class folders, no x, y in the names) is one set: no one-row table
+    named after the parent folder, no slide cards; its most suspicious are the scan's highest."""
+    folder = tmp_path / "skin"
+    greys = {"benign/a.png": 40, "benign/b.png": 200, "malignant/c.png": 150, "malignant/d.png": 90}
+    for name, grey in greys.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (50, 50), (grey,) * 3).save(folder / name)
+    run_scan(ScanSettings((folder,), model=str(TINY_MODEL), report=tmp_path / "r.html"), "test")
+    page = (tmp_path / "r.html").read_text()
+    assert "Per slide" not in page and "<details" not in page and 'id="slides"' not in page
+    part = section(page, "Most suspicious")
+    top = [
+        (score, text(name)) for score, name in re.findall(r"<b>(\d\.\d{3})</b><br>(.*?)</fig", part)
+    ]
+    assert top == [
+        (f"{g / 255:.3f}", n.split("/")[1]) for n, g in sorted(greys.items(), key=lambda kv: -kv[1])
+    ]
+
+
+ORDER = ["review", "slide-table", "slides", "suspicious", "histogram", "agreement", "errors"]
+ORDER += ["provenance", "model"]
+
+
+def test_sections_come_in_the_order_a_reader_needs_and_every_link_lands(tmp_path: Path) -> None:
+    """Results first (counts, review, slides), how they were made last; the contents list
+    every section in that order; every in-page link has its target."""
+    folder = write_files(tmp_path / "in")
+    review_model = Path(__file__).parent / "data" / "tiny_review.onnx"
+    run_scan(ScanSettings((folder,), model=str(review_model), report=tmp_path / "r.html"), "t")
+    page = (tmp_path / "r.html").read_text()
+    headings = re.findall(r'<h2 id="([a-z-]+)"', page)
+    assert headings == ORDER
+    contents = page[page.index('<nav id="contents"') : page.index("</nav>")]
+    assert re.findall(r'href="#([a-z-]+)"', contents) == ORDER
+    assert page.index('id="contents"') < page.index('id="counts"') < page.index('id="review"')
+    ids = set(re.findall(r' id="([^"]+)"', page))
+    targets = re.findall(r'href="#([^"]+)"', page)
+    assert targets and set(targets) <= ids
+    assert len(re.findall(r' id="([^"]+)"', page)) == len(ids)  # no id given twice
+    # A doubtful call keeps its side's hue, paler: x1_y51 (P 0.224, calibrated 0.44) is in the
+    # band [0.4, 0.6) and non-IDC; x1_y1 (P 1) a decided IDC.
+    calls = slide_map(page, f"{SLIDE} calls")
+    assert tuple(calls[1, 0]) == images.REVIEW_COLOURS[False]
+    assert tuple(calls[0, 0]) == images.TRUTH_COLOURS[True]
 
 
 # ---- escaping ------------------------------------------------------------------------------
@@ -349,4 +436,124 @@ def test_skipped_files_alone_are_not_reported_as_failures(tmp_path: Path) -> Non
     run_scan(ScanSettings((folder,), model=str(TINY_MODEL), report=tmp_path / "r.html"), "t")
     page = (tmp_path / "r.html").read_text()
     assert "could not be classified" not in page
-    assert "<h2>Other files</h2>" in page and "1 not an image name" in page
+    assert '<h2 id="errors">Other files</h2>' in page and "1 not an image name" in page
+
+
+def slide_map(page: str, alt: str) -> np.ndarray:
+    """The pixels of the map whose alt text is `alt` (one pixel per patch)."""
+    uri = re.search(rf'alt="{re.escape(alt)}" src="data:image/png;base64,([^"]+)"', page)
+    assert uri, alt
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri[1]))).convert("RGB"))
+
+
+def test_maps_rankings_and_histogram_use_the_score_that_labelled_each_patch(
+    tmp_path: Path,
+) -> None:
+    """Two 3x3 slides of the slide-context model (radius 1, self weight 2, threshold 0.5):
+    in 'amid', a black patch (P 0) amid white ones has a context score of 0.8 and is labelled
+    IDC; in 'alone', a white patch (P 1) amid black ones scores 0.2 and is labelled non-IDC.
+    The calls map, the heatmap, the most suspicious and the histogram all follow the context
+    score, never the patch's own P."""
+    from conftest import TINY_CONTEXT
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for slide, centre_grey, rest_grey in (("amid", 0, 255), ("alone", 255, 0)):
+        for i in range(3):
+            for j in range(3):
+                grey = centre_grey if (i, j) == (1, 1) else rest_grey
+                name = f"{slide}_idx5_x{1 + 50 * i}_y{1 + 50 * j}.png"
+                Image.new("RGB", (50, 50), (grey,) * 3).save(folder / name)
+    settings = ScanSettings(
+        (folder,), model=str(TINY_CONTEXT), csv=tmp_path / "r.csv", json=tmp_path / "r.json"
+    )
+    run_scan(dataclass_replace(settings, report=tmp_path / "r.html"), "test")
+    rows = {Path(r["path"]).name: r for r in read_csv(tmp_path / "r.csv")}
+    assert rows["amid_idx5_x51_y51.png"]["label"] == "IDC"  # own P 0, context 0.8
+    assert rows["alone_idx5_x51_y51.png"]["label"] == "non-IDC"  # own P 1, context 0.2
+    page = (tmp_path / "r.html").read_text()
+    for slide, context, positive in (("amid", 0.8, True), ("alone", 0.2, False)):
+        calls = slide_map(page, f"{slide} calls")
+        heat = slide_map(page, f"{slide} score")
+        assert calls.shape == heat.shape == (3, 3, 3)
+        assert tuple(calls[1, 1]) == images.TRUTH_COLOURS[positive]
+        assert tuple(heat[1, 1]) == tuple(images.colour(images.around_threshold(context, 0.5)))
+        own = 1.0 - positive  # the centre patch's own P: 0 in 'amid', 1 in 'alone'
+        assert tuple(heat[1, 1]) != tuple(images.colour(images.around_threshold(own, 0.5)))
+    # The black centre of 'amid' ranks by its 0.8, beside the white corners (0.8), and edges
+    # (6/7) first; ranked by its own P 0 it would not be shown at all.
+    shown = suspicious(page)
+    assert [score for score, _ in shown["amid"]] == ["0.857"] * 4 + ["0.800"] * 2
+    assert ("0.800", "amid_idx5_x51_y51.png") in shown["amid"]
+    report = json.loads((tmp_path / "r.json").read_text())
+    counts = report["histogram"]["counts"]
+    # amid: 5 at 0.8 (bin 16), 4 at 6/7 (bin 17); alone: 5 at 0.2 (bin 4), 4 at 1/7 (bin 2)
+    assert {b: n for b, n in enumerate(counts) if n} == {2: 4, 4: 5, 16: 5, 17: 4}
+
+
+def about_the_model(tmp_path: Path, metrics: dict[str, object]) -> list[tuple[str, str]]:
+    """(figure, value) pairs 'About the model' shows for the slide-context model with `metrics`,
+    and the sentence that says what they are."""
+    from conftest import TINY_CONTEXT
+
+    tmp_path.mkdir()
+    model = with_metadata(TINY_CONTEXT, tmp_path / "m.onnx", metrics=metrics)
+    folder = write_files(tmp_path / "in")
+    run_scan(ScanSettings((folder,), model=str(model), report=tmp_path / "r.html"), "test")
+    part = section((tmp_path / "r.html").read_text(), "About the model")
+    (what,) = re.findall(r"Figures of what the scan does \(([^)]*)\)", part)
+    heads = re.findall(r"<th>([^<]*)</th>", part)
+    values = re.findall(r"<td>([^<]*)</td>", part)
+    return [("what", html.unescape(what)), *zip(map(html.unescape, heads), values, strict=True)]
+
+
+def test_about_the_model_gives_the_figures_of_what_the_scan_does(tmp_path: Path) -> None:
+    """A slide model's test figures with slide context, not its patch-alone ones; a model
+    trained by cross-validation its pooled figures, worst patient, calibration and review."""
+    held_out = {"balanced_accuracy": 0.7, "roc_auc": 0.8}
+    held_out["slide_context"] = {"balanced_accuracy": 0.9, "roc_auc": 0.95}  # type: ignore[assignment]
+    assert about_the_model(tmp_path / "old", held_out) == [
+        ("what", "held-out test patients, each patch labelled with its slide context"),
+        ("balanced accuracy", "0.900"),
+        ("ROC AUC", "0.950"),
+    ]
+    cross_validated = {
+        "n": 1000,
+        "balanced_accuracy": 0.85,
+        "estimate": "5-fold cross-validation by patient, nested",
+        "worst_patient_sensitivity": 0.71,
+        "ece": 0.03,
+        "review": {"share_reviewed": 0.12, "decided_accuracy": 0.97},
+    }
+    assert about_the_model(tmp_path / "new", cross_validated) == [
+        ("what", "5-fold cross-validation by patient, nested: pooled over the held-out folds"),
+        ("n", "1,000"),
+        ("balanced accuracy", "0.850"),
+        ("worst patient's sensitivity", "0.710"),
+        ("calibration error (ECE)", "0.030"),
+        ("% marked for review", "12.0%"),
+        ("accuracy of the other calls", "0.970"),
+    ]
+
+
+def test_photos_needing_review_are_the_scans_nearest_whatever_their_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Photos in two folders are one set: with room for 3, the 3 calls nearest the threshold of
+    both folders, nearest first (tiny_review: P = sigmoid(logit(grey / 255) + 1), band [0.4,
+    0.6) around 0.5)."""
+    from patchscan.results import Calibration
+
+    monkeypatch.setattr(summary_module, "REVIEW_SHOWN", 3)
+    greys = {"a/1.png": 60, "a/2.png": 75, "b/3.png": 65, "b/4.png": 70, "b/5.png": 82}
+    for name, grey in greys.items():
+        (tmp_path / "in" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (50, 50), (grey,) * 3).save(tmp_path / "in" / name)
+    model = Path(__file__).parent / "data" / "tiny_review.onnx"
+    run_scan(ScanSettings((tmp_path / "in",), model=str(model), report=tmp_path / "r.html"), "t")
+    part = section((tmp_path / "r.html").read_text(), "Needs review")
+    shown = [text(n) for n in re.findall(r"</b> · [^<]*<br>(.*?)</figcaption>", part)]
+    score = {Path(n).name: Calibration(1.0, 1.0)(g / 255) for n, g in greys.items()}
+    assert all(0.4 <= s < 0.6 for s in score.values())
+    assert shown == sorted(score, key=lambda n: abs(score[n] - 0.5))[:3]
+    assert {"1.png", "2.png"} & set(shown) and {"3.png", "4.png", "5.png"} & set(shown)

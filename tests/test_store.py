@@ -238,8 +238,8 @@ def test_a_report_after_a_csv_only_scan_reads_the_patches_again_for_the_slide_vi
     result = CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.html"), "--quiet"])
     assert result.exit_code == 0
     assert sum(predicted) == 20
-    assert "9035 · 20 patches" in (tmp_path / "r.html").read_text()
+    assert "<b>9035</b> · 20 patches" in (tmp_path / "r.html").read_text()
     predicted.clear()  # now stored with their thumbnails
     (tmp_path / "r.html").unlink()
     assert CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.html")]).exit_code == 0
-    assert predicted == [] and "9035 · 20 patches" in (tmp_path / "r.html").read_text()
+    assert predicted == [] and "<b>9035</b> · 20 patches" in (tmp_path / "r.html").read_text()

@@ -317,7 +317,7 @@ def _context_note(info: ModelInfo) -> str:
 
 def _figures(info: ModelInfo) -> str:
     """The headline held-out figures: with slide context where the model has it."""
-    m = info.metrics.get("slide_context") or info.metrics
+    _, m = info.scan_figures()
     parts = [
         f"{label} {m[key]:.3f}"
         for key, label in (("balanced_accuracy", "bal. acc."), ("roc_auc", "ROC AUC"), ("f1", "F1"))

@@ -84,6 +84,23 @@ class ModelInfo:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model metadata is incomplete or invalid: {exc}") from None
 
+    def scan_figures(self) -> tuple[str, dict[str, Any]]:
+        """The metrics that describe what a scan does with this model, and what they are.
+
+        A scan labels a positioned patch by its slide-context score, so a slide model's
+        patch-alone figures are not the scan's. Models trained by cross-validation carry the
+        pooled out-of-fold figures of that (`estimate` says which); older slide models held-out
+        test figures with a `slide_context` entry beside the patch-alone ones; others held-out
+        test figures only.
+        """
+        estimate = self.metrics.get("estimate")
+        if estimate:
+            return f"{estimate}: pooled over the held-out folds", self.metrics
+        context = self.metrics.get("slide_context")
+        if self.context is not None and isinstance(context, dict):
+            return "held-out test patients, each patch labelled with its slide context", context
+        return "held-out test set", self.metrics
+
     def to_metadata(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -124,6 +124,13 @@ class Labels:
             raise ValueError("this model has no slide context")
         return self.classes[1] if score >= self.context_threshold else self.classes[0]
 
+    def threshold_of(self, result: Result) -> float:
+        """The threshold `result`'s label was decided at: the slide-context one for a patch
+        labelled by its context score, else the patch's own."""
+        if result.context is not None and self.context_threshold is not None:
+            return self.context_threshold
+        return self.threshold
+
     def review_probability(self, probability: float) -> bool:
         return self.review is not None and probability in self.review
 
@@ -182,6 +189,13 @@ class Result:
     @property
     def ok(self) -> bool:
         return not self.error
+
+    @property
+    def score(self) -> float | None:
+        """The score the label was decided on: the slide-context score where the patch has one,
+        else its own probability. Everything a report says about a call (colours, rankings, the
+        histogram) uses this, so that it never disagrees with the label."""
+        return self.probability if self.context is None else self.context
 
 
 class Classified(NamedTuple):

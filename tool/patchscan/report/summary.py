@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 HISTOGRAM_BINS = 20
-TOP_SUSPICIOUS = 24
+TOP_SUSPICIOUS = 24  # of a scan without slides: its highest-scoring photos
+TOP_PER_SLIDE = 6  # of a slide scan: each slide's highest-scoring patches
 REVIEW_SHOWN = 12  # per slide: the doubtful patches nearest the threshold, as thumbnails
 MAX_LISTED_ERRORS = 1000
 
@@ -44,9 +45,15 @@ class Provenance:
 
 @dataclass
 class Tile:
+    """A positioned patch as the slide maps draw it: the score its label was decided on, the
+    threshold it was decided at, and the call itself."""
+
     x: int
     y: int
-    probability: float
+    score: float
+    threshold: float
+    positive: bool
+    review: bool
     truth: bool | None
     pixels: np.ndarray
 
@@ -58,12 +65,14 @@ class Group:
     positives: int = 0
     review: int = 0  # calls in the review band
     errors: int = 0
+    positioned: int = 0  # classified patches with an x, y in their names
     colour: list[float] = field(default_factory=lambda: [0.0] * 7)  # stain.colour_sums, added
     probability_sum: float = 0.0
     truth: list[bool] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # what each label was decided on
     called: list[bool] = field(default_factory=list)  # labelled positive
     tiles: list[Tile] = field(default_factory=list)
+    top: list[tuple[float, str]] = field(default_factory=list)  # heap: (score, path)
 
     def as_dict(self) -> dict[str, Any]:
         classified = self.patches - self.errors
@@ -108,6 +117,7 @@ class Summary:
         self.scores: list[float] = []  # what each label was decided on
         self.called: list[bool] = []  # labelled positive
         self._top: list[tuple[float, str, str]] = []
+        self.thresholds: Counter[float] = Counter()  # patches labelled at each threshold
         self.review_counts: Counter[str] = Counter({label: 0 for label in provenance.model.classes})
         # Per slide, the doubtful patches nearest the threshold: (-distance, path, score, label).
         self._review: dict[str, list[tuple[float, str, float, str]]] = {}
@@ -160,7 +170,10 @@ class Summary:
                 self.errors.append((result.path, result.error))
             return
         probability = result.probability
+        score = result.score
+        assert score is not None
         positive = result.label == self.provenance.model.positive
+        self.thresholds[self.provenance.labels.threshold_of(result)] += 1
         self.counts[result.label] += 1
         group.positives += positive
         if result.colour is not None:
@@ -168,42 +181,32 @@ class Summary:
         if result.review:
             self._add_review(group, result)
         group.probability_sum += probability
-        self.histogram[min(int(probability * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
+        self.histogram[min(int(score * HISTOGRAM_BINS), HISTOGRAM_BINS - 1)] += 1
         truth = None if name.truth is None else name.truth == self.provenance.model.positive
         if truth is not None:
-            score = probability if result.context is None else result.context  # what labelled it
             self.truth.append(truth)
             self.scores.append(score)
             self.called.append(positive)
             group.truth.append(truth)
             group.scores.append(score)
             group.called.append(positive)
-        if (
-            self.keep_tiles
-            and result.tile is not None
-            and name.x is not None
-            and name.y is not None
-        ):
-            group.tiles.append(Tile(name.x, name.y, probability, truth, result.tile))
-        entry = (probability, result.path, name.group)
-        if len(self._top) < TOP_SUSPICIOUS:
-            heapq.heappush(self._top, entry)
-        elif entry > self._top[0]:
-            heapq.heapreplace(self._top, entry)
+        if name.x is not None and name.y is not None:
+            group.positioned += 1
+            if self.keep_tiles and result.tile is not None:
+                cut = self.provenance.labels.threshold_of(result)
+                tile = Tile(name.x, name.y, score, cut, positive, result.review, truth, result.tile)
+                group.tiles.append(tile)
+        _keep_highest(self._top, (score, result.path, name.group), TOP_SUSPICIOUS)
+        _keep_highest(group.top, (score, result.path), TOP_PER_SLIDE)
 
     def _add_review(self, group: Group, result: Result) -> None:
         group.review += 1
         self.review_counts[result.label] += 1
         labels = self.provenance.labels
-        score = result.probability if result.context is None else result.context
+        score = result.score
         assert score is not None
-        cut = labels.threshold if result.context is None else labels.context_threshold
-        entry = (-abs(score - (cut or 0.0)), result.path, score, result.label)
-        shown = self._review.setdefault(group.name, [])
-        if len(shown) < REVIEW_SHOWN:
-            heapq.heappush(shown, entry)
-        elif entry > shown[0]:
-            heapq.heapreplace(shown, entry)
+        entry = (-abs(score - labels.threshold_of(result)), result.path, score, result.label)
+        _keep_highest(self._review.setdefault(group.name, []), entry, REVIEW_SHOWN)
 
     @property
     def review_total(self) -> int:
@@ -225,6 +228,12 @@ class Summary:
             )
             for g in groups
         ]
+
+    def review_nearest(self) -> list[tuple[str, float, str]]:
+        """The scan's most doubtful files (path, score, label), nearest the threshold first,
+        whichever folder they lie in: for photos, which are one set, not slides."""
+        kept = heapq.nlargest(REVIEW_SHOWN, (e for shown in self._review.values() for e in shown))
+        return [(path, score, label) for _, path, score, label in kept]
 
     def drift(self, group: Group) -> float | None:
         """How far a slide's tissue colours lie from the training slides' (stain.drift: in
@@ -250,7 +259,23 @@ class Summary:
         return drift is not None and limit is not None and drift > float(limit)
 
     def most_suspicious(self) -> list[tuple[float, str, str]]:
+        """The highest-scoring files of the whole scan: (score, path, group), highest first."""
         return sorted(self._top, reverse=True)
+
+    def most_suspicious_of(self, group: Group) -> list[tuple[float, str]]:
+        """A slide's highest-scoring patches: (score, path), highest first."""
+        return sorted(group.top, reverse=True)
+
+    @property
+    def has_slides(self) -> bool:
+        """Whether the groups are slides, worth a table, maps and rankings of their own.
+
+        The rule: a scan has slides when some classified file has a position (x, y) in its name,
+        the mark of a patch cut from a slide. Files without one are photos, and their group is
+        only the folder they lie in (a class folder's parent, `skin` for `skin/benign/*.jpg`):
+        a row per folder would say nothing a reader needs, so photos are reported as one set.
+        """
+        return any(g.positioned for g in self.groups.values())
 
     def quality(self) -> dict[str, Any] | None:
         """Metrics against the truth found in names/folders, when any was found."""
@@ -320,6 +345,18 @@ class Summary:
                 {**g.as_dict(), "colour_drift": self.drift(g), "outside_training": self.outside(g)}
                 for g in self.groups.values()
             ],
-            "histogram": {"bins": HISTOGRAM_BINS, "counts": list(self.histogram)},
+            "histogram": {
+                "bins": HISTOGRAM_BINS,
+                "counts": list(self.histogram),
+                "of": "the score each label was decided on (slide context where applied)",
+            },
             "metrics": self.quality(),
         }
+
+
+def _keep_highest(heap: list[Any], entry: Any, room: int) -> None:
+    """Keep in the min-heap `heap` the `room` largest entries met so far."""
+    if len(heap) < room:
+        heapq.heappush(heap, entry)
+    elif entry > heap[0]:
+        heapq.heapreplace(heap, entry)
