@@ -142,3 +142,30 @@ def test_cancel_stops_a_scan_and_keeps_what_was_done(display: str, tmp_path: Pat
         assert 0 < len(rows) == app.counts.total() < 4070
     finally:
         root.destroy()
+
+
+def test_results_go_where_the_user_chose_and_it_is_remembered(
+    display: str, patches: Path, tmp_path: Path
+) -> None:
+    from patchscan.gui import App, default_results_root, results_folder
+
+    chosen = tmp_path / "lab results"
+    root = tk.Tk()
+    try:
+        app = App(root)
+        assert app.results_root.get() == str(default_results_root())
+        assert str(default_results_root()).startswith(str(tmp_path / "home"))  # per user
+        app.folder.set(str(patches))
+        app.results_root.set(str(chosen))
+        app.scan_button.invoke()
+        pump(root, lambda: app.status.cget("text").startswith("Done"))
+        assert (results_folder(patches, chosen) / "results.csv").is_file()
+        assert not results_folder(patches).exists()  # nothing went to the default
+        assert str(app.report_button.cget("state")) == "normal"
+    finally:
+        root.destroy()
+    root = tk.Tk()
+    try:
+        assert App(root).results_root.get() == str(chosen)  # the next start remembers it
+    finally:
+        root.destroy()

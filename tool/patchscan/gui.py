@@ -2,7 +2,8 @@
 
 The work runs on a thread and talks to the window through a queue polled every 100 ms, so the
 window stays responsive; every failure is shown in the window in one plain line. Results go to a
-per-user folder (`~/patchscan/<folder name>-<hash>/`), never into the data folder or the app.
+folder the user can choose, by default under the OS's per-user data folder
+(`<data>/patchscan/results/<folder name>-<hash>/`), never into the data folder or the app.
 """
 
 from __future__ import annotations
@@ -10,9 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import queue
-import sys
 import threading
 import tkinter as tk
 import webbrowser
@@ -20,6 +19,8 @@ from collections import Counter
 from pathlib import Path
 from tkinter import filedialog, ttk
 from typing import Any
+
+import platformdirs
 
 from patchscan import __version__
 from patchscan.errors import PatchscanError
@@ -33,21 +34,29 @@ POLL_MS = 100
 
 
 def settings_file() -> Path:
-    """Where the window remembers the last folder and model (per user, per platform)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA", Path.home()))
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "patchscan" / "window.json"
+    """Where the window remembers the last folder, model and results folder: the per-user
+    configuration folder of the OS (~/.config, %APPDATA%, ~/Library/Application Support)."""
+    return Path(platformdirs.user_config_dir("patchscan", appauthor=False)) / "window.json"
 
 
-def results_folder(folder: Path) -> Path:
-    """Per-user results for `folder`: the data folder may be read-only or shared."""
+def default_results_root() -> Path:
+    """Results go under the per-user data folder of the OS unless the user chooses another:
+    the data folder may be read-only or shared, and the app's own folder is no place for them."""
+    return Path(platformdirs.user_data_dir("patchscan", appauthor=False)) / "results"
+
+
+def results_folder(folder: Path, root: Path | None = None) -> Path:
+    """The results of `folder` under `root`: one subfolder per data folder, named after it and
+    a hash of its absolute path, so two folders of the same name do not mix."""
     absolute = folder.resolve()
     tag = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
-    return Path.home() / "patchscan" / f"{absolute.name or 'root'}-{tag}"
+    return (root or default_results_root()) / f"{absolute.name or 'root'}-{tag}"
+
+
+def _outputs(out: Path) -> tuple[Path, Path, Path]:
+    """The CSV, JSON and HTML report in a folder's results folder (made if new)."""
+    out.mkdir(parents=True, exist_ok=True)
+    return out / "results.csv", out / "results.json", out / "report.html"
 
 
 class App:
@@ -78,6 +87,17 @@ class App:
         ttk.Entry(frame, textvariable=self.folder).grid(row=0, column=1, sticky="ew", padx=6)
         ttk.Button(frame, text="Choose…", command=self.choose_folder).grid(row=0, column=2)
 
+        self.results_root = tk.StringVar(
+            value=remembered.get("results") or str(default_results_root())
+        )
+        ttk.Label(frame, text="Results in").grid(row=3, column=0, sticky="w", pady=(8, 0))
+        ttk.Entry(frame, textvariable=self.results_root).grid(
+            row=3, column=1, sticky="ew", padx=6, pady=(8, 0)
+        )
+        ttk.Button(frame, text="Choose…", command=self.choose_results).grid(
+            row=3, column=2, pady=(8, 0)
+        )
+
         names = list(self.models)
         chosen = remembered.get("model")
         self.model = tk.StringVar(value=chosen if chosen in names else (names or [""])[0])
@@ -89,7 +109,7 @@ class App:
         self.description.grid(row=2, column=1, columnspan=2, sticky="w", padx=6)
 
         buttons = ttk.Frame(frame)
-        buttons.grid(row=3, column=0, columnspan=3, sticky="w", pady=10)
+        buttons.grid(row=4, column=0, columnspan=3, sticky="w", pady=10)
         self.scan_button = ttk.Button(buttons, text="Scan", command=self.start_scan)
         self.scan_button.grid(row=0, column=0)
         self.watching = tk.BooleanVar(value=False)
@@ -107,11 +127,11 @@ class App:
         self.cancel_button.grid(row=0, column=3, padx=(8, 0))
 
         self.progress = ttk.Progressbar(frame, mode="indeterminate")
-        self.progress.grid(row=4, column=0, columnspan=3, sticky="ew")
+        self.progress.grid(row=5, column=0, columnspan=3, sticky="ew")
         self.status = ttk.Label(frame, text="Choose a folder of images, then Scan.")
-        self.status.grid(row=5, column=0, columnspan=3, sticky="w", pady=(6, 0))
+        self.status.grid(row=6, column=0, columnspan=3, sticky="w", pady=(6, 0))
         self.message = ttk.Label(frame, foreground="#b00", wraplength=520)
-        self.message.grid(row=6, column=0, columnspan=3, sticky="w")
+        self.message.grid(row=7, column=0, columnspan=3, sticky="w")
 
         root.bind("<Return>", lambda event: self.start_scan())
         root.protocol("WM_DELETE_WINDOW", self.close)
@@ -127,13 +147,20 @@ class App:
             self.folder.set(folder)
             self._update_report_button()
 
+    def choose_results(self) -> None:
+        root = filedialog.askdirectory(initialdir=self.results_root.get() or str(Path.home()))
+        if root:
+            self.results_root.set(root)
+            self._update_report_button()
+
     def start_scan(self) -> None:
         folder = self._checked_folder()
         if folder is None or self._busy():
             return
         self._begin(f"Scanning {folder} …")
         model = self.model.get()  # Tk variables are read on the window's thread only
-        self.worker = threading.Thread(target=self._scan, args=(folder, model), daemon=True)
+        out = self._results(folder)
+        self.worker = threading.Thread(target=self._scan, args=(folder, model, out), daemon=True)
         self.worker.start()
 
     def toggle_watch(self) -> None:
@@ -147,7 +174,8 @@ class App:
             return
         self._begin(f"Watching {folder}: new images are classified as they arrive.")
         model = self.model.get()
-        self.worker = threading.Thread(target=self._watch, args=(folder, model), daemon=True)
+        out = self._results(folder)
+        self.worker = threading.Thread(target=self._watch, args=(folder, model, out), daemon=True)
         self.worker.start()
 
     def cancel(self) -> None:
@@ -157,7 +185,7 @@ class App:
             self.status.config(text="Cancelling: writing what is done …")
 
     def open_report(self) -> None:
-        report = results_folder(Path(self.folder.get())) / "report.html"
+        report = self._results(Path(self.folder.get())) / "report.html"
         if report.is_file():
             webbrowser.open(report.as_uri())
 
@@ -169,12 +197,12 @@ class App:
 
     # --- work on the worker thread -----------------------------------------------------------
 
-    def _scan(self, folder: Path, model: str) -> None:
+    def _scan(self, folder: Path, model: str, out: Path) -> None:
         from patchscan.discover import discover
         from patchscan.scan import ScanSettings, run_scan
 
         self.events.put(("total", sum(1 for c in discover([folder]) if not c.skip)))
-        csv, json_path, report = self._outputs(folder)
+        csv, json_path, report = _outputs(out)
         settings = ScanSettings((folder,), model=model, csv=csv, json=json_path, report=report)
 
         def scan() -> None:
@@ -184,10 +212,10 @@ class App:
 
         self._guarded(scan)
 
-    def _watch(self, folder: Path, model: str) -> None:
+    def _watch(self, folder: Path, model: str, out: Path) -> None:
         from patchscan.watch import Watcher, WatchSettings
 
-        csv, json_path, report = self._outputs(folder)
+        csv, json_path, report = _outputs(out)
         settings = WatchSettings(folder, model=model, csv=csv, json=json_path, report=report)
         self._guarded(
             lambda: Watcher(settings, self.stop, "patchscan (window)", self._on_result).run()
@@ -288,11 +316,11 @@ class App:
             return None
         return Path(text)
 
-    def _outputs(self, folder: Path) -> tuple[Path, Path, Path]:
-        """CSV, JSON and HTML report for `folder`, in its per-user results folder."""
-        out = results_folder(folder)
-        out.mkdir(parents=True, exist_ok=True)
-        return out / "results.csv", out / "results.json", out / "report.html"
+    def _results(self, folder: Path) -> Path:
+        """Where `folder`'s results go: under the chosen results folder (Tk variables are read
+        on the window's thread, where this runs)."""
+        chosen = self.results_root.get().strip()
+        return results_folder(folder, Path(chosen).expanduser() if chosen else None)
 
     def _describe(self) -> None:
         info = self.models.get(self.model.get())
@@ -300,7 +328,7 @@ class App:
 
     def _update_report_button(self) -> None:
         text = self.folder.get().strip()
-        exists = bool(text) and (results_folder(Path(text)) / "report.html").is_file()
+        exists = bool(text) and (self._results(Path(text)) / "report.html").is_file()
         self.report_button.config(state="normal" if exists else "disabled")
 
     def _load_settings(self) -> dict[str, str]:
@@ -313,7 +341,12 @@ class App:
         path = settings_file()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({"folder": self.folder.get(), "model": self.model.get()}))
+            remembered = {
+                "folder": self.folder.get(),
+                "model": self.model.get(),
+                "results": self.results_root.get(),
+            }
+            path.write_text(json.dumps(remembered))
         except OSError as exc:
             log.warning("cannot remember the folder: %s", exc)
 
