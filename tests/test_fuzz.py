@@ -8,9 +8,13 @@ them all (starting one per scan would cost a second each), so this takes a few s
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+import json
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import ROOT, SAMPLES
-from patchscan import pipeline, scan
+from patchscan import pipeline, scan, store
 from patchscan.cli import main
 from patchscan.discover import is_image_name
 
@@ -140,17 +144,29 @@ def test_fuzzed_files_each_get_one_row_and_spoil_nothing(
     assert code == (1 if any(r["status"] == "error" for r in rows) else 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by fuzzing, not fixed here: a file name that is not valid UTF-8 (e.g. Latin-1 "
-    "from an old share) ends the scan with UnicodeEncodeError (the walk's fingerprint, then the "
-    "CSV, JSON, HTML and the SQLite key all encode the path as UTF-8)",
-)
 def test_a_file_name_that_is_not_utf8_gets_a_row(tmp_path: Path, one_pool: None) -> None:
+    """Found by fuzzing: Latin-1 bytes in a name (an old share) ended the scan with
+    UnicodeEncodeError. The file is classified; the CSV, JSON and HTML show its name with the
+    byte escaped; the result store keeps it, so a rescan neither redoes nor loses it."""
     (tmp_path / "in").mkdir()
     shutil.copy(GOOD[0], os.fsencode(tmp_path / "in") + b"/caf\xe9.png")
-    out = tmp_path / "r.csv"
-    args = ["scan", str(tmp_path / "in"), "--model", str(TINY), "--csv", str(out), "--quiet"]
-    result = CliRunner().invoke(main, args)
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code == 0
+    shutil.copy(GOOD[1], tmp_path / "in" / "plain.png")
+    out = {kind: tmp_path / f"r.{kind}" for kind in ("csv", "json", "html")}
+    args = ["scan", str(tmp_path / "in"), "--model", str(TINY), "--quiet"]
+    args += [f"--{'report' if kind == 'html' else kind}={path}" for kind, path in out.items()]
+    for attempt in ("first", "rescan", "forced"):
+        if attempt == "rescan":
+            out["csv"].unlink()  # not the unchanged-folder path: the rows come from the store
+        result = CliRunner().invoke(main, args + (["--force"] if attempt == "forced" else []))
+        assert result.exit_code == 0, (attempt, result.output, result.exception)
+        text = out["csv"].read_text(encoding="utf-8")  # still valid UTF-8
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert sorted(Path(r["path"]).name for r in rows) == ["caf\\udce9.png", "plain.png"]
+        assert all(r["status"] == "ok" for r in rows)
+    summary = json.loads(out["json"].read_text(encoding="utf-8"))
+    assert sum(summary["counts"].values()) == 2 and summary["errors"] == 0
+    out["html"].read_text(encoding="utf-8")
+    with contextlib.closing(sqlite3.connect(tmp_path / "r.patchscan.db")) as db:
+        keys = [row[0] for row in db.execute("SELECT path FROM results")]
+    name = os.fsdecode(os.fsencode(tmp_path / "in") + b"/caf\xe9.png")
+    assert name in {store._path(key) for key in keys}  # the exact name comes back

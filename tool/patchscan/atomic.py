@@ -20,6 +20,11 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()  # what open() would have given; mkstemp's 0600 hides shared reports
 
 
+# How every text output (CSV, JSON, HTML) is encoded. A file name that is not UTF-8 (Latin-1
+# bytes from an old share) reaches Python as lone surrogates (PEP 383), which UTF-8 cannot hold:
+# such a byte is written as its escape (caf\udce9.png) instead of ending the run.
+TEXT_ENCODING = {"encoding": "utf-8", "errors": "backslashreplace"}
+
 _TEMP_SUFFIX = ".tmp"
 _RANDOM_PART = "[a-z0-9_]{8}"  # what tempfile.mkstemp puts between prefix and suffix
 
@@ -49,7 +54,7 @@ def atomic_open(path: Path, mode: str = "w", **kwargs: object) -> Iterator[IO[An
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", newline="", **TEXT_ENCODING) as handle:
         handle.write(text)
 
 

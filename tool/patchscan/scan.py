@@ -155,7 +155,7 @@ class _Fingerprint:
 
     def see(self, found: Found) -> None:
         path, skip, stamp = found
-        self._hash.update(f"{path}\0{skip}\0{stamp}\n".encode())
+        self._hash.update(f"{path}\0{skip}\0{stamp}\n".encode("utf-8", "surrogateescape"))
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()

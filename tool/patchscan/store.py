@@ -50,6 +50,22 @@ CREATE TABLE IF NOT EXISTS last_scan (
 """
 
 
+# A file name that is not UTF-8 reaches Python as lone surrogates (U+DC80-U+DCFF, PEP 383),
+# which SQLite cannot store as text. Keys carry each as a plane-16 private-use character
+# instead, one for one: prefixes still select a folder's files and the name comes back exactly.
+_TO_KEY = {0xDC00 + byte: 0x10FF00 + byte for byte in range(0x80, 0x100)}
+_FROM_KEY = {key: char for char, key in _TO_KEY.items()}
+
+
+def _key(path: str | Path) -> str:
+    """The store's key for a file: its absolute path, storable as SQLite text."""
+    return os.path.abspath(path).translate(_TO_KEY)
+
+
+def _path(key: str) -> str:
+    return key.translate(_FROM_KEY)
+
+
 def store_path(outputs: tuple[Path, ...]) -> Path:
     """`results.csv` → `results.patchscan.db`, beside the first output."""
     return outputs[0].with_name(outputs[0].stem + SUFFIX)
@@ -105,7 +121,7 @@ class ResultStore:
             return None
         if self._index is None:
             self._index = self._load_index()
-        row = self._index.get(os.path.abspath(image.path))
+        row = self._index.get(_key(image.path))
         if row is None or row[:2] != image.stamp:
             return None
         result = _result(image.path, row[2:], labels, image.stamp)
@@ -129,7 +145,7 @@ class ResultStore:
         tile = None if result.tile is None else result.tile.tobytes()
         self._added.append(
             (
-                os.path.abspath(result.path),
+                _key(result.path),
                 *result.stamp,
                 self.model,
                 result.probability,
@@ -155,7 +171,7 @@ class ResultStore:
         """The (size, mtime_ns) a current result was made from, if any."""
         row = self._db.execute(
             "SELECT size, mtime_ns FROM results WHERE path=? AND model=?",
-            (os.path.abspath(path), self.model),
+            (_key(path), self.model),
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
@@ -179,14 +195,14 @@ class ResultStore:
 
     def current(self, labels: Labels, under: Path) -> Iterator[Result]:
         """Every result made with this model for files under `under`, in path order."""
-        prefix = os.path.abspath(under).rstrip("/\\")
+        prefix = _key(under).rstrip("/\\")
         rows = self._db.execute(
             "SELECT path, probability, error, tile, colour, size, mtime_ns FROM results "
             "WHERE model=? AND (path=? OR substr(path, 1, ?) IN (?, ?)) ORDER BY path",
             (self.model, prefix, len(prefix) + 1, prefix + "/", prefix + "\\"),
         )
         for path, *row, size, mtime_ns in rows:
-            yield _result(path, tuple(row), labels, (size, mtime_ns))
+            yield _result(_path(path), tuple(row), labels, (size, mtime_ns))
 
 
 def _stamps(outputs: tuple[Path, ...]) -> list[list[object]]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
-from patchscan.atomic import atomic_open
+from patchscan.atomic import TEXT_ENCODING, atomic_open
 from patchscan.results import Result
 
 # OWASP's list, and ' itself: so that the ' added is always undone by dropping a leading ' (a
@@ -87,10 +87,12 @@ class CsvWriter:
 def open_csv(path: Path | None) -> Iterator[CsvWriter]:
     """`path` None means stdout (for pipes); otherwise a temp file renamed over `path` at the end."""
     if path is None:
+        if isinstance(sys.stdout, io.TextIOWrapper):
+            sys.stdout.reconfigure(errors=TEXT_ENCODING["errors"])
         yield CsvWriter(sys.stdout)
         sys.stdout.flush()
         return
-    with atomic_open(path, "w", encoding="utf-8", newline="") as handle:
+    with atomic_open(path, "w", newline="", **TEXT_ENCODING) as handle:
         yield CsvWriter(handle)
 
 
@@ -102,6 +104,6 @@ def append_rows(path: Path, results: Iterable[Result]) -> None:
         rows.write(row(result))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
-        os.write(fd, buffer.getvalue().encode("utf-8"))
+        os.write(fd, buffer.getvalue().encode(**TEXT_ENCODING))
     finally:
         os.close(fd)
