@@ -56,9 +56,15 @@ def test_double_click_opens_the_window_and_scans(tmp_path: Path) -> None:
     config = tmp_path / "config"
     (config / "patchscan").mkdir(parents=True)
     (config / "patchscan" / "window.json").write_text(json.dumps({"folder": str(folder)}))
-    home = tmp_path / "home"
+    home, data = tmp_path / "home", tmp_path / "data"
     with virtual_display() as display:
-        env = {**os.environ, "DISPLAY": display, "HOME": str(home), "XDG_CONFIG_HOME": str(config)}
+        env = {
+            **os.environ,
+            "DISPLAY": display,
+            "HOME": str(home),
+            "XDG_CONFIG_HOME": str(config),
+            "XDG_DATA_HOME": str(data),
+        }
         app = subprocess.Popen([BINARY], env=env, stderr=subprocess.PIPE)  # no arguments
         try:
             found = subprocess.run(
@@ -71,7 +77,7 @@ def test_double_click_opens_the_window_and_scans(tmp_path: Path) -> None:
             window = found.stdout.split()[0]
             for action in (["mousemove", "--window", window, "120", "120"], ["key", "Return"]):
                 subprocess.run([xdotool, *action], env=env, check=True, timeout=30)
-            results = home / "patchscan"
+            results = data / "patchscan" / "results"  # the OS's per-user data folder
             deadline = time.monotonic() + 120
             while not list(results.glob("*/report.html")):
                 assert time.monotonic() < deadline and app.poll() is None, "no scan"
@@ -88,6 +94,8 @@ def test_double_click_opens_the_window_and_scans(tmp_path: Path) -> None:
             app.terminate()
             _, stderr = app.communicate(timeout=30)
         assert b"Traceback" not in stderr
+        # The theme and drag-and-drop travelled inside the app (the window says when they cannot).
+        assert b"unavailable" not in stderr, stderr
 
 
 def test_binary_models_and_watch(tmp_path: Path) -> None:

@@ -169,3 +169,28 @@ def test_results_go_where_the_user_chose_and_it_is_remembered(
         assert App(root).results_root.get() == str(chosen)  # the next start remembers it
     finally:
         root.destroy()
+
+
+def test_a_folder_dropped_on_the_window_is_the_one_to_scan(
+    display: str, patches: Path, tmp_path: Path
+) -> None:
+    """The app's root takes drops (tkdnd loads here); what tkdnd hands over (a Tcl list, braced
+    where a path has spaces; a file stands for its folder) sets the folder."""
+    from patchscan.gui import App, new_root
+
+    spaced = tmp_path / "lab scans"
+    spaced.mkdir()
+    (spaced / "a.png").write_bytes(b"")
+    root = new_root()
+    try:
+        assert hasattr(root, "drop_target_register")  # tkinterdnd2 loaded, not plain Tk
+        app = App(root)
+        app.drop(f"{{{spaced}}}")
+        assert app.folder.get() == str(spaced)
+        app.drop(f"{{{spaced / 'a.png'}}} {patches}")
+        assert app.folder.get() == str(spaced)  # the first one; a file stands for its folder
+        app.drop(str(patches))
+        assert app.folder.get() == str(patches)
+        assert str(root.tk.call("ttk::style", "theme", "use")).startswith("sun-valley")
+    finally:
+        root.destroy()

@@ -53,6 +53,37 @@ def results_folder(folder: Path, root: Path | None = None) -> Path:
     return (root or default_results_root()) / f"{absolute.name or 'root'}-{tag}"
 
 
+def new_root() -> tk.Tk:
+    """The window's Tk root: one that takes folders dropped on it (tkinterdnd2's tkdnd) where
+    that loads, plain Tk elsewhere (the Choose… button still works)."""
+    try:
+        from tkinterdnd2 import TkinterDnD
+
+        return TkinterDnD.Tk()
+    except Exception as exc:  # ImportError, or TclError: no tkdnd build for this platform
+        log.warning("drag and drop unavailable (%s): choose folders with Choose…", exc)
+        return tk.Tk()
+
+
+def apply_theme(root: tk.Tk) -> str:
+    """Sun Valley (sv-ttk), light or dark as the system is set; Tk's own look where it cannot
+    load. Returns the mode the window is in."""
+    try:
+        import darkdetect
+        import sv_ttk
+
+        mode = "dark" if (darkdetect.theme() or "").lower() == "dark" else "light"
+        sv_ttk.set_theme(mode, root)
+        return mode
+    except Exception as exc:  # ImportError, TclError
+        log.warning("the window's theme unavailable (%s): Tk's own look", exc)
+        return "light"
+
+
+# Text colours that read on either theme: quiet notes, problems.
+_COLOURS = {"light": ("#555555", "#b00000"), "dark": ("#aaaaaa", "#ff7070")}
+
+
 def _outputs(out: Path) -> tuple[Path, Path, Path]:
     """The CSV, JSON and HTML report in a folder's results folder (made if new)."""
     out.mkdir(parents=True, exist_ok=True)
@@ -72,14 +103,16 @@ class App:
         remembered = self._load_settings()
 
         root.title(f"patchscan {__version__}")
+        quiet, alarm = _COLOURS[apply_theme(root)]
         icon = icon_path()
         if icon.is_file():
             self.icon = tk.PhotoImage(master=root, file=str(icon))  # kept: Tk does not
             root.iconphoto(True, self.icon)
-        root.minsize(560, 300)
+        root.minsize(620, 360)
         frame = ttk.Frame(root, padding=12)
         frame.grid(sticky="nsew")
         root.columnconfigure(0, weight=1)
+        root.rowconfigure(0, weight=1)
         frame.columnconfigure(1, weight=1)
 
         self.folder = tk.StringVar(value=remembered.get("folder", ""))
@@ -105,7 +138,7 @@ class App:
         picker = ttk.Combobox(frame, textvariable=self.model, values=names, state="readonly")
         picker.grid(row=1, column=1, sticky="w", padx=6, pady=(8, 0))
         picker.bind("<<ComboboxSelected>>", lambda event: self._describe())
-        self.description = ttk.Label(frame, foreground="#555")
+        self.description = ttk.Label(frame, foreground=quiet)
         self.description.grid(row=2, column=1, columnspan=2, sticky="w", padx=6)
 
         buttons = ttk.Frame(frame)
@@ -130,9 +163,13 @@ class App:
         self.progress.grid(row=5, column=0, columnspan=3, sticky="ew")
         self.status = ttk.Label(frame, text="Choose a folder of images, then Scan.")
         self.status.grid(row=6, column=0, columnspan=3, sticky="w", pady=(6, 0))
-        self.message = ttk.Label(frame, foreground="#b00", wraplength=520)
+        self.message = ttk.Label(frame, foreground=alarm, wraplength=520)
         self.message.grid(row=7, column=0, columnspan=3, sticky="w")
 
+        if hasattr(root, "drop_target_register"):  # a tkinterdnd2 root (new_root)
+            dnd: Any = root
+            dnd.drop_target_register("DND_Files")
+            dnd.dnd_bind("<<Drop>>", lambda event: self.drop(event.data))
         root.bind("<Return>", lambda event: self.start_scan())
         root.protocol("WM_DELETE_WINDOW", self.close)
         self._describe()
@@ -146,6 +183,17 @@ class App:
         if folder:
             self.folder.set(folder)
             self._update_report_button()
+
+    def drop(self, data: str) -> None:
+        """A folder (or a file: its folder) dropped on the window becomes the folder to scan.
+        tkdnd hands over a Tcl list of paths, braced where they hold spaces."""
+        paths = [Path(p) for p in self.root.tk.splitlist(data)]
+        if not paths:
+            return
+        folder = paths[0] if paths[0].is_dir() else paths[0].parent
+        self.folder.set(str(folder))
+        self.message.config(text="")
+        self._update_report_button()
 
     def choose_results(self) -> None:
         root = filedialog.askdirectory(initialdir=self.results_root.get() or str(Path.home()))
@@ -352,7 +400,7 @@ class App:
 
 
 def main() -> None:
-    root = tk.Tk()
+    root = new_root()
     App(root)
     root.lift()
     root.focus_force()
