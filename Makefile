@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 RUNTIME := $(VENV)/.runtime-installed
 DEV := $(VENV)/.dev-installed
 DEMO_OUT := demo-output
+MUTATION := build/mutation
 
-.PHONY: demo test lint setup browser x11 binary binary-onefile bench train-idc train-skin clean
+.PHONY: demo test lint setup browser x11 binary binary-onefile bench mutate train-idc train-skin clean
 
 $(RUNTIME): pyproject.toml
 	@echo "Installing patchscan into $(VENV) (once)"
@@ -22,6 +23,10 @@ $(DEV): $(RUNTIME) trainer/pyproject.toml
 	touch $@
 
 setup: $(DEV)
+
+$(VENV)/.mutate-installed: $(DEV)
+	$(BIN)/python -m pip install -q -e '.[mutate]'
+	touch $@
 
 ## demo: classify the bundled sample patches and write an HTML report. Its output is the scan's
 ## own summary (counts per class, calls to review, the files written) and where the report is.
@@ -66,6 +71,28 @@ test: $(DEV) browser x11 lint binary
 bench: $(DEV)
 	$(BIN)/python bench/bench.py
 
+## mutate: mutmut over the core modules against the fast tests, then killed / survived per
+## module (docs/mutation.md). Not part of `make test`: hours on two cores. Starts afresh; with
+## MUTANTS='patchscan.naming.* ...' (mutmut's names, wildcards allowed) it runs just those, on
+## top of the results already in build/mutation/mutants (a module at a time, or the survivors
+## again after a new test). MUTATE_CHILDREN: mutants tested at once (default 1).
+## mutmut 3 wants the package at the top of its folder, so build/mutation/ links to the sources.
+## mutmut is started from `python -c`, not its script: the scan's worker processes are spawned,
+## and a spawned child re-runs the parent's main script, which would load mutmut in the child.
+MUTANTS ?=
+MUTATE_CHILDREN ?= 1
+mutate: $(VENV)/.mutate-installed
+	mkdir -p $(MUTATION)
+	ln -sfn ../../tool/patchscan $(MUTATION)/patchscan
+	ln -sfn ../../tests $(MUTATION)/tests
+	ln -sfn ../../assets $(MUTATION)/assets
+	ln -sfn ../../pyproject.toml $(MUTATION)/pyproject.toml
+	$(if $(MUTANTS),rm -rf $(MUTATION)/mutants/tests,rm -rf $(MUTATION)/mutants)
+	cd $(MUTATION) && time ../../$(BIN)/python -c \
+		'import sys; from mutmut.__main__ import cli; sys.exit(cli())' \
+		run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	$(BIN)/python bench/mutation_summary.py $(MUTATION)/mutants --survivors
+
 ## train-idc: 8-fold patient-level CV of the shipped recipe (~10 min here), then the model on all
 ## patients with the CV's calibration, thresholds and review bands (~4 min)
 train-idc: $(DEV)
@@ -80,4 +107,5 @@ train-skin: $(DEV)
 	cp runs/skin/skin.onnx runs/skin/skin.md tool/patchscan/models/
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache dist build/work build/work-onefile test-output
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .mypy_cache .ruff_cache dist build/work build/work-onefile test-output \
+		$(MUTATION) mutants

@@ -114,6 +114,29 @@ def no_process_left_behind() -> Iterator[None]:
         pytest.fail("processes left behind by the tests:\n" + "\n".join(commands))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def mutation_stats_stay_in_this_process() -> Iterator[None]:
+    """Under `make mutate` (docs/mutation.md) only; a no-op otherwise.
+
+    mutmut's first pass runs the suite with MUTANT_UNDER_TEST=stats to learn which tests call
+    which function. A process a test starts (the scan's workers, `python -m patchscan`)
+    inherits that variable, and its mutated modules then look for mutmut's settings in their
+    working directory; where a test has moved to a temporary one (test_csv) they are not there
+    and the process dies. What such a process would record never reaches mutmut anyway, so it
+    runs the unmutated functions instead: mutmut keeps the mode in this process too, and reads
+    it from there when the variable is gone. Mutant runs (another value) are left alone, so
+    workers and subprocesses do run the mutant.
+    """
+    if os.environ.get("MUTANT_UNDER_TEST") != "stats":
+        yield
+        return
+    del os.environ["MUTANT_UNDER_TEST"]
+    try:
+        yield
+    finally:
+        os.environ["MUTANT_UNDER_TEST"] = "stats"
+
+
 @contextlib.contextmanager
 def virtual_display() -> Iterator[str]:
     """A private Xvfb display, e.g. ":57". Skips without Xvfb, except in CI (`make test` has it)."""
