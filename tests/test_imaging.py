@@ -1,4 +1,5 @@
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,10 +22,11 @@ def test_every_awkward_file_gets_rgb_or_a_reason(bad_inputs: tuple[Path, dict]) 
 
 
 def test_sixteen_bit_is_scaled_to_eight_not_clipped(tmp_path: Path) -> None:
-    """Each 16-bit value v becomes round(v / 65535 * 255): clipping would make most white."""
-    ramp = np.linspace(0, 65535, 50 * 50).reshape(50, 50).astype(np.uint16)
+    """Each 16-bit value v becomes round(v / 65535 * 255): clipping would make most white.
+    Every one of the 65536 values, so that a scale of 65536 (off by one) shows too."""
+    ramp = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     Image.fromarray(ramp).save(tmp_path / "ramp.png")
-    pixels = load_rgb(tmp_path / "ramp.png", (50, 50))
+    pixels = load_rgb(tmp_path / "ramp.png", (256, 256))
     expected = np.floor(ramp / 65535 * 255 + 0.5).astype(np.uint8)
     for channel in range(3):
         assert (pixels[..., channel] == expected).all()
@@ -34,6 +36,9 @@ def test_sixteen_bit_is_scaled_to_eight_not_clipped(tmp_path: Path) -> None:
     ("values", "dtype", "expected"),
     [
         ([0, 1000, 30000, 65535], np.uint16, [0, 4, 117, 255]),  # I;16: of 65535
+        ([0, 100, 200, 255], np.uint16, [0, 0, 1, 1]),  # I;16 of low values: still of 65535
+        ([0, 128, 255, 256], np.int32, [0, 0, 1, 1]),  # I above 255 anywhere: of 65535
+        ([-30000, 0, 65535, 100000], np.int32, [0, 0, 255, 255]),  # I out of 16 bits: clipped
         ([0, 100, 200, 255], np.int32, [0, 100, 200, 255]),  # I holding 8-bit values: kept
         ([0, 1000, 30000, 65535], np.int32, [0, 4, 117, 255]),  # I holding 16-bit values
         ([0.0, 0.25, 0.5, 1.0], np.float32, [0, 64, 128, 255]),  # F in 0..1
@@ -189,6 +194,48 @@ def test_the_largest_image_allowed_is_not_a_bomb(tmp_path: Path) -> None:
     with pytest.raises(ImageError) as error:
         load_rgb(tmp_path / "big.png", (50, 50))
     assert "too large" not in str(error.value)
+
+
+def test_reasons_are_worded_for_the_csv(tmp_path: Path) -> None:
+    """The error column says these exactly (a reason is read by lab staff, not a program)."""
+    from patchscan.imaging import _describe, _refuse_bombs
+
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(ImageError) as error:
+        load_rgb(tmp_path / "empty.jpg", (50, 50))
+    assert str(error.value) == "empty file (0 bytes)"
+    truncated = _describe(OSError("image file is truncated (3 bytes not processed)"))
+    assert truncated == "truncated image (file ends before the image data does)"
+    assert _describe(EOFError()) == "cannot decode image: EOFError"  # no message: its type
+    assert _describe(OSError(5, "Input/output error")) == "cannot decode image: Input/output error"
+    with pytest.raises(ImageError) as error:
+        _refuse_bombs(SimpleNamespace(size=(30000, 3000)))  # (only its size is looked at)
+    assert str(error.value) == (
+        "image too large: 30000x3000 pixels, more than 64,000,000 "
+        "(refused before decoding: possible decompression bomb)"
+    )
+
+
+@pytest.mark.parametrize("size", [(0, 5), (5, 0), (0, 0)])
+def test_an_image_without_pixels_is_refused(size: tuple[int, int]) -> None:
+    from patchscan.imaging import _refuse_bombs
+
+    with pytest.raises(ImageError) as error:
+        _refuse_bombs(Image.new("RGB", size))
+    assert str(error.value) == f"image has no pixels ({size[0]}x{size[1]})"
+    _refuse_bombs(Image.new("RGB", (1, 1)))  # the smallest image is one
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale(
+    tmp_path: Path, no_bomb_allocations: list
+) -> None:
+    """A 1600x1600 photo for a 50x50 model is decoded at 1/8 scale (JPEG's draft mode): PIL
+    never allocates the full image, which costs 64 times the memory and most of the time."""
+    rgb = (np.random.default_rng(4).random((1600, 1600, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.jpg", quality=90)
+    no_bomb_allocations.clear()
+    assert load_rgb(tmp_path / "photo.jpg", (50, 50)).shape == (50, 50, 3)
+    assert no_bomb_allocations and max(w * h for _, (w, h) in no_bomb_allocations) <= 200 * 200
 
 
 def test_resize_is_bilinear_to_model_size(tmp_path: Path) -> None:
