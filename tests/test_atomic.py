@@ -130,3 +130,15 @@ def test_a_scan_that_cannot_write_its_json_keeps_the_old_one(
     assert "cannot write" in result.stderr and "No space left on device" in result.stderr
     assert json_path.read_text() == '{"from": "the last scan"}\n'
     assert leftovers(tmp_path) == []
+
+
+def test_reading_the_umask_leaves_it_as_it_was() -> None:
+    """os.umask can only be read by setting it: _umask must put the old one back."""
+    from patchscan.atomic import _umask
+
+    old = os.umask(0o027)
+    try:
+        assert _umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still the one set, not 0
+    finally:
+        os.umask(old)

@@ -95,6 +95,18 @@ def test_a_threshold_outside_the_band_widens_it_to_hold_the_threshold() -> None:
     assert labels.review_probability(0.79) and not labels.review_probability(0.8)
 
 
+def test_a_context_score_is_calibrated_by_its_own_calibration() -> None:
+    labels = Labels(("non-IDC", "IDC"), 0.5, 0.5, context_calibration=Calibration(2.0, -0.5))
+    assert labels.calibrated_context(0.3) == pytest.approx(sigmoid(2 * math.log(0.3 / 0.7) - 0.5))
+    assert labels.calibrated(0.3) == 0.3  # the patch's probability has no calibration here
+    assert Labels(("non-IDC", "IDC"), 0.5, 0.5).calibrated_context(0.3) == 0.3
+
+
+def test_a_model_without_slide_context_has_no_context_label() -> None:
+    with pytest.raises(ValueError, match=r"^this model has no slide context$"):
+        Labels(("non-IDC", "IDC"), 0.5).of_context(0.7)
+
+
 def test_a_model_without_review_metadata_marks_nothing() -> None:
     labels = Labels.of(read_info(Path(__file__).parent / "data" / "tiny.onnx"))
     assert labels.review is None and not labels.review_probability(0.5)
