@@ -37,6 +37,7 @@ def test_sixteen_bit_is_scaled_to_eight_not_clipped(tmp_path: Path) -> None:
     [
         ([0, 1000, 30000, 65535], np.uint16, [0, 4, 117, 255]),  # I;16: of 65535
         ([0, 100, 200, 255], np.uint16, [0, 0, 1, 1]),  # I;16 of low values: still of 65535
+        ([0, 1000, 30000, 65535], ">u2", [0, 4, 117, 255]),  # big-endian TIFF: I;16B
         ([0, 128, 255, 256], np.int32, [0, 0, 1, 1]),  # I above 255 anywhere: of 65535
         ([-30000, 0, 65535, 100000], np.int32, [0, 0, 255, 255]),  # I out of 16 bits: clipped
         ([0, 100, 200, 255], np.int32, [0, 100, 200, 255]),  # I holding 8-bit values: kept
@@ -47,12 +48,21 @@ def test_sixteen_bit_is_scaled_to_eight_not_clipped(tmp_path: Path) -> None:
     ],
 )
 def test_wide_grey_images_are_scaled_to_eight_bits(
-    tmp_path: Path, values: list[float], dtype: type, expected: list[int]
+    tmp_path: Path, values: list[float], dtype: type | str, expected: list[int]
 ) -> None:
     path = tmp_path / "wide.tif"
     Image.fromarray(np.array([values], dtype=dtype)).save(path)
     pixels = load_rgb(path, (4, 1))
     assert pixels[0].tolist() == [[v, v, v] for v in expected]
+
+
+def test_little_endian_sixteen_bit_is_scaled_too() -> None:
+    """I;16L, which no file opens as here (a little-endian TIFF is I;16), but PIL can make."""
+    from patchscan.imaging import to_rgb
+
+    values = np.array([0, 1000, 30000, 65535], dtype="<u2")
+    image = Image.frombytes("I;16L", (4, 1), values.tobytes())
+    assert np.asarray(to_rgb(image))[0, :, 0].tolist() == [0, 4, 117, 255]
 
 
 def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
