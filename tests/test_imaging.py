@@ -65,6 +65,14 @@ def test_little_endian_sixteen_bit_is_scaled_too() -> None:
     assert np.asarray(to_rgb(image))[0, :, 0].tolist() == [0, 4, 117, 255]
 
 
+def test_a_palette_with_alpha_is_composited_on_white() -> None:
+    """PA, which PIL can make though no file here opens as it: transparent is white too."""
+    from patchscan.imaging import to_rgb
+
+    clear = Image.new("PA", (2, 1))  # palette entry 0 (black), alpha 0
+    assert np.asarray(to_rgb(clear)).tolist() == [[[255, 255, 255]] * 2]
+
+
 def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
     Image.new("RGBA", (10, 10), (0, 0, 0, 0)).save(tmp_path / "clear.png")
     assert (load_rgb(tmp_path / "clear.png", (10, 10)) == 255).all()
@@ -253,6 +261,12 @@ def test_resize_is_bilinear_to_model_size(tmp_path: Path) -> None:
     pixels = load_rgb(tmp_path / "wide.png", (50, 50))
     assert pixels.shape == (50, 50, 3)
     assert tuple(pixels[25, 25]) == (10, 200, 30)
+    # Bilinear exactly, as in training: PIL's default (bicubic) differs on anything but a flat
+    # colour.
+    rgb = (np.random.default_rng(5).random((40, 100, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "noise.png")
+    bilinear = Image.fromarray(rgb).resize((50, 50), Image.Resampling.BILINEAR)
+    assert (load_rgb(tmp_path / "noise.png", (50, 50)) == np.asarray(bilinear)).all()
 
 
 def test_model_input_is_float_in_unit_range() -> None:
@@ -300,6 +314,28 @@ def test_plain_png_fast_path_gives_pil_pixels(tmp_path: Path, kind: str) -> None
         data[data.index(b"IHDR") + 16] = 1
         path.write_bytes(bytes(data))
         assert plain_png(path) is None
+
+
+def test_a_plain_png_keeps_the_fast_path_past_a_small_text_chunk(tmp_path: Path) -> None:
+    """A 13-byte tEXt chunk (the IHDR's length) after the image data is not a header."""
+    from PIL import PngImagePlugin
+
+    rgb = (np.random.default_rng(6).random((20, 30, 3)) * 255).astype(np.uint8)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Title", "abcdefg")  # "Title\0abcdefg": 13 bytes
+    Image.fromarray(rgb).save(tmp_path / "text.png", pnginfo=info)
+    assert plain_png(tmp_path / "text.png") is not None
+    assert (load_rgb(tmp_path / "text.png", (30, 20)) == rgb).all()
+
+
+def test_a_png_without_iend_leaves_the_fast_path_not_the_image(tmp_path: Path) -> None:
+    """A PNG that ends after its image data, without IEND, is PIL's to read, and PIL does."""
+    rgb = (np.random.default_rng(7).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: data.index(b"IEND") - 4])
+    assert (load_rgb(tmp_path / "cut.png", (30, 20)) == rgb).all()
+    assert plain_png(tmp_path / "cut.png") is None
 
 
 def test_a_plain_png_with_corrupt_image_data_gets_pils_reason(tmp_path: Path) -> None:
