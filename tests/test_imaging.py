@@ -341,6 +341,19 @@ def test_a_png_without_iend_leaves_the_fast_path_not_the_image(tmp_path: Path) -
     assert plain_png(tmp_path / "cut.png") is None
 
 
+def test_a_png_without_its_header_is_pils_to_refuse(tmp_path: Path) -> None:
+    """No IHDR (here renamed), though image data and IEND follow: no header for the fast path,
+    and PIL gives the reason (a crash on the missing header would end the scan)."""
+    rgb = (np.random.default_rng(8).random((20, 30, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "whole.png")
+    data = bytearray((tmp_path / "whole.png").read_bytes())
+    data[12:16] = b"IHDX"  # the IHDR's type
+    (tmp_path / "odd.png").write_bytes(bytes(data))
+    assert plain_png(tmp_path / "odd.png") is None
+    with pytest.raises(ImageError):
+        load_rgb(tmp_path / "odd.png", (30, 20))
+
+
 def test_a_plain_png_with_corrupt_image_data_gets_pils_reason(tmp_path: Path) -> None:
     rgb = (np.random.default_rng(3).random((50, 50, 3)) * 255).astype(np.uint8)
     Image.fromarray(rgb).save(tmp_path / "whole.png")

@@ -45,3 +45,16 @@ def test_the_dataset_name_wins_over_folders_and_suffix_case() -> None:
     assert (info.group, info.x, info.y, info.truth) == ("8916", 1001, 51, "IDC")
     plain = parse_name(Path("/lab/slide3/tile_x100_y250_class0.png"), IDC)
     assert (plain.group, plain.x, plain.y, plain.truth) == ("slide3", 100, 250, "non-IDC")
+
+
+def test_only_the_last_dot_starts_the_extension() -> None:
+    """A dotted slide name (a scanner's "slide.v2") keeps what follows its first dot."""
+    info = parse_name(Path("/lab/s/slide.v2_x100_y50.png"), IDC)
+    assert (info.x, info.y) == (100, 50)
+    info = parse_name("/d/16896.5_idx5_x101_y1_class0.png", IDC)
+    assert (info.group, info.x, info.y, info.truth) == ("16896.5", 101, 1, "non-IDC")
+
+
+def test_a_name_without_an_extension_is_read_whole() -> None:
+    info = parse_name("/lab/s/tile_x1_y23", IDC)
+    assert (info.x, info.y) == (1, 23)

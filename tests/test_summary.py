@@ -3,12 +3,14 @@ scan-based test with one slide cannot tell apart (found by `make mutate`, docs/m
 
 from __future__ import annotations
 
+import json
 from html.parser import HTMLParser
 from pathlib import Path
 
 from patchscan.model import ModelInfo
 from patchscan.naming import NameInfo
 from patchscan.report.html_writer import render
+from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
 from patchscan.results import Labels, Result, ReviewBand
 
@@ -85,3 +87,13 @@ def test_the_page_is_its_sections_and_nothing_between_them() -> None:
     stray = _Stray()
     stray.feed(page)
     assert stray.text == []
+
+
+def test_the_json_is_indented_utf8_with_a_final_newline(tmp_path: Path) -> None:
+    """For people too: two-space indents, "é" as itself, one line end at the end."""
+    summary = summary_of([doubtful("lame-é", 1, 0.45)])
+    write_json(summary, tmp_path / "r.json")
+    text = (tmp_path / "r.json").read_bytes().decode("utf-8")
+    assert text.startswith('{\n  "tool": {\n    "name": "patchscan",')
+    assert '"group": "lame-é"' in text and text.endswith("}\n") and not text.endswith("\n\n")
+    assert json.loads(text) == json.loads(json.dumps(summary.as_dict()))
