@@ -18,8 +18,10 @@ INFO = ModelInfo("t", "0", "A test model", ("non-IDC", "IDC"), (50, 50), thresho
 LABELS = Labels(INFO.classes, 0.5, review=ReviewBand(0.4, 0.6))
 
 
-def summary_of(results: list[Result]) -> Summary:
-    provenance = Provenance("0", INFO, Path("t.onnx"), "0" * 64, LABELS, "patchscan scan x", {}, "")
+def summary_of(results: list[Result], started: str = "", finished: str = "") -> Summary:
+    provenance = Provenance(
+        "9.9", INFO, Path("t.onnx"), "0" * 64, LABELS, "patchscan scan x", {}, started, finished
+    )
     summary = Summary(provenance)
     for result in results:
         summary.add(result)
@@ -78,12 +80,22 @@ class _Stray(HTMLParser):
             self.text.append(data)
 
 
-def test_the_page_is_its_sections_and_nothing_between_them() -> None:
-    page = render(summary_of([doubtful("a", 1, 0.45)]))
+def test_the_page_is_its_header_and_sections_and_nothing_between_them() -> None:
+    summary = summary_of([doubtful("a", 1, 0.45)], "2026-12-04T10:00:00+00:00")
+    page = render(summary)
     assert page.startswith('<!doctype html><html lang="en"><head><meta charset="utf-8">')
+    assert "<title>patchscan report: t model, 1 files</title>" in page
+    assert (
+        "<header><h1>patchscan report: t model, 1 files</h1><p>A test model. Generated "
+        "2026-12-04T10:00:00+00:00 by patchscan 9.9. Research use only, not a diagnostic "
+        "device.</p></header><main>"
+    ) in page
     assert page.endswith("</main></body></html>\n")
-    assert "<p>A test model. Generated " in page
-    assert "Research use only, not a diagnostic device.</p></header><main>" in page
+    summary.finish(interrupted=True)
+    summary.provenance.finished = "2026-12-04T10:05:00+00:00"
+    page = render(summary)
+    assert "<h1>patchscan report: t model, 1 files (interrupted: partial results)</h1>" in page
+    assert "Generated 2026-12-04T10:05:00+00:00 by" in page  # when it ended, once it has
     stray = _Stray()
     stray.feed(page)
     assert stray.text == []
