@@ -80,3 +80,19 @@ def test_a_scan_neutralises_names_and_folders(
     groups = sorted(r["group"] for r in rows)
     assert groups == sorted(["'=2+5", *(f"'{lead}lab" for lead in LEADS), tmp_path.name])
     assert rows[-1]["path"] == "'" + '=HYPERLINK("x","y").png'
+
+
+def test_each_column_of_a_classified_and_of_a_failed_row() -> None:
+    """An error row says nothing about review (neither yes nor no): it was never called."""
+    from patchscan.report.csv_writer import row
+
+    name = NameInfo("slide", 1, 2, "IDC")
+    called = Result("/s/a.png", name, 0.25, "non-IDC", context=0.5, review=True)
+    assert row(called) == (
+        "/s/a.png", "ok", "0.250000", "0.500000", "non-IDC", "yes", "", "slide", "1", "2", "IDC"
+    )  # fmt: skip
+    failed = Result("/s/b.png", NameInfo("slide", None, None, None), error="truncated image")
+    assert row(failed) == (
+        "/s/b.png", "error", "", "", "", "", "truncated image", "slide", "", "", ""
+    )  # fmt: skip
+    assert len(row(failed)) == len(COLUMNS)
