@@ -96,3 +96,17 @@ def test_each_column_of_a_classified_and_of_a_failed_row() -> None:
         "/s/b.png", "error", "", "", "", "", "truncated image", "slide", "", "", ""
     )  # fmt: skip
     assert len(row(failed)) == len(COLUMNS)
+
+
+def test_rows_end_in_a_bare_line_feed() -> None:
+    """csv.writer's default line end is CRLF; the CSV's rows end in "\\n" (a text-mode stdout
+    on Windows makes that CRLF, once), and only a cell holding a CR is quoted."""
+    streamed = io.StringIO(newline="")
+    writer = CsvWriter(streamed)
+    writer.write(Result("/s/a.png", NameInfo("s", None, None, None), 0.5, "IDC"))
+    writer.write(Result("/s/b\r.png", NameInfo("s", None, None, None), error="x"))
+    assert streamed.getvalue() == (
+        ",".join(COLUMNS) + "\n"
+        "/s/a.png,ok,0.500000,,IDC,no,,s,,,\n"
+        '"/s/b\r.png","error","","","","","x","s","","",""\n'
+    )
