@@ -142,3 +142,32 @@ def test_reading_the_umask_leaves_it_as_it_was() -> None:
         assert os.umask(0o027) == 0o027  # still the one set, not 0
     finally:
         os.umask(old)
+
+
+def test_stale_temps_of_the_given_outputs_go_and_nothing_else(tmp_path: Path) -> None:
+    """remove_stale_temps itself (test_one_writer has a killed run's through a scan): outputs in
+    two folders, a missing folder, and names that only look like a temp file of theirs."""
+    from patchscan.atomic import remove_stale_temps
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    stale = [
+        one / ".r.csv.k1ll_9ed.tmp",
+        one / ".r.json.abcdefgh.tmp",
+        two / ".r.html.a1b2c3d4.tmp",
+    ]
+    others = [
+        one / ".r.html.a1b2c3d4.tmp",  # r.html is in two/, not here
+        one / ".r.csv.bak.abcdefgh.tmp",
+        one / ".rxcsv.abcdefgh.tmp",  # the dot is a dot, not any character
+        one / "abcdefgh.tmp",
+        two / ".r.csv.abcdefgh.tmp",
+        two / ".r.html.a1b2c3d4.tmpx",
+    ]
+    for path in stale + others:
+        path.write_text("left by kill -9")
+    outputs = (one / "r.csv", one / "r.json", two / "r.html", tmp_path / "gone" / "r.csv")
+    remove_stale_temps(outputs)
+    assert [p for p in stale if p.exists()] == []
+    assert [p for p in others if not p.exists()] == []
