@@ -171,3 +171,17 @@ def test_stale_temps_of_the_given_outputs_go_and_nothing_else(tmp_path: Path) ->
     remove_stale_temps(outputs)
     assert [p for p in stale if p.exists()] == []
     assert [p for p in others if not p.exists()] == []
+
+
+def test_a_stale_temp_removed_by_someone_else_meanwhile_is_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from patchscan import atomic
+
+    (tmp_path / ".r.csv.abcdefgh.tmp").write_text("left by kill -9")
+
+    def already_gone(path: str) -> None:
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(atomic.os, "unlink", already_gone)
+    atomic.remove_stale_temps((tmp_path / "r.csv",))  # no exception
