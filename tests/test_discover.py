@@ -59,6 +59,7 @@ def test_file_arguments_are_taken_as_given(tmp_path: Path) -> None:
         (".a.png", False),
         ("~a.png", False),
         ("a.png.part", False),
+        ("slide.v2_x1_y2.png", True),  # the last dot starts the extension
         ("a.gif", False),
         ("png", False),
     ],
