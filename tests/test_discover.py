@@ -83,3 +83,36 @@ def test_stamps_are_size_and_mtime(tmp_path: Path) -> None:
     for found in (discover([tmp_path]), discover([tmp_path / "a.png"])):
         (candidate,) = found
         assert candidate.stamp == (5, 1_700_000_000_123_456_789)
+
+
+def test_a_folder_that_cannot_be_listed_is_named_with_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scan goes on without it, and says so ("patchscan: <folder>: cannot list folder: ..."
+    on stderr). Root lists any folder, so the refusal is simulated."""
+    import logging
+
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "ok.png").write_bytes(b"x")
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> object:
+        if Path(path).name == "locked":
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("patchscan.discover")
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)  # whatever a --quiet CLI test set
+    try:
+        found = list(discover([tmp_path]))
+    finally:
+        logger.removeHandler(handler)
+    assert [Path(c.path).name for c in found] == ["ok.png"]
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (logging.WARNING, f"{tmp_path / 'locked'}: cannot list folder: Permission denied")
+    ]
