@@ -187,7 +187,7 @@ def test_a_stale_temp_removed_by_someone_else_meanwhile_is_no_error(
     atomic.remove_stale_temps((tmp_path / "r.csv",))  # no exception
 
 
-def test_outputs_are_utf8_whatever_the_locale(tmp_path: Path) -> None:
+def test_outputs_are_utf8_in_a_plain_c_locale_too(tmp_path: Path) -> None:
     """In a plain C locale (ASCII, as in a bare container or a cron job; Windows' is cp1252)
     a report's "é" is still written as UTF-8, not refused or written in the locale's code.
     In this process (a subprocess's call would be invisible to `make mutate`'s test mapping),
