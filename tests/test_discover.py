@@ -116,3 +116,22 @@ def test_a_folder_that_cannot_be_listed_is_named_with_the_reason(
     assert [(r.levelno, r.getMessage()) for r in records] == [
         (logging.WARNING, f"{tmp_path / 'locked'}: cannot list folder: Permission denied")
     ]
+
+
+def test_outputs_are_excluded_in_subfolders_and_only_themselves(tmp_path: Path) -> None:
+    """An output in a subfolder is excluded too; a file of another folder that only shares an
+    output's name is not; and the walk goes on past an excluded output to the rest."""
+    for name in ("a.png", "r.csv", "z.png", "sub/r.csv", "sub/out/r.json", "sub/out/s.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    outputs = frozenset({(tmp_path / "r.csv").resolve(), (tmp_path / "sub/out/r.json").resolve()})
+    found = [
+        (Path(c.path).relative_to(tmp_path).as_posix(), c.skip)
+        for c in discover([tmp_path], outputs)
+    ]
+    assert found == [
+        ("a.png", None),
+        ("sub/out/s.png", None),
+        ("sub/r.csv", "not an image name"),
+        ("z.png", None),
+    ]
