@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from patchscan.discover import discover, is_image_name
+from patchscan.discover import discover, is_image_name, stamp_of
 
 
 def test_recursive_sorted_hidden_skipped_no_loops(tmp_path: Path) -> None:
@@ -83,6 +83,9 @@ def test_stamps_are_size_and_mtime(tmp_path: Path) -> None:
     for found in (discover([tmp_path]), discover([tmp_path / "a.png"])):
         (candidate,) = found
         assert candidate.stamp == (5, 1_700_000_000_123_456_789)
+    # The watch stamps the plain strings its events give; a file gone meanwhile has none.
+    assert stamp_of(str(tmp_path / "a.png")) == (5, 1_700_000_000_123_456_789)
+    assert stamp_of(str(tmp_path / "gone.png")) is None
 
 
 def test_a_folder_that_cannot_be_listed_is_named_with_the_reason(
