@@ -2,11 +2,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pyspng
 import pytest
+import simplejpeg
 from PIL import Image
 
 from patchscan.errors import ImageError
-from patchscan.imaging import MAX_PIXELS, _plain_png, load_rgb, to_model_input
+from patchscan.imaging import MAX_PIXELS, load_rgb, to_model_input
 
 
 def test_every_awkward_file_gets_rgb_or_a_reason(bad_inputs: tuple[Path, dict]) -> None:
@@ -159,7 +161,22 @@ def no_bomb_allocations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tupl
 
     for name in names:
         monkeypatch.setattr(PILImage.core, name, spy(name, getattr(PILImage.core, name)))
+    for module, name in ((pyspng, "load"), (simplejpeg, "decode_jpeg")):
+        monkeypatch.setattr(module, name, decoder_spy(name, getattr(module, name), calls))
     return calls
+
+
+def decoder_spy(name: str, real: object, calls: list[tuple[str, tuple[int, int]]]) -> object:
+    """pyspng and simplejpeg allocate the whole image at once: any call is recorded (for a bomb,
+    one too many), then the size of the pixels it gave."""
+
+    def decode(*args: object, **kwargs: object) -> np.ndarray:
+        calls.append((name, (0, 0)))
+        pixels: np.ndarray = real(*args, **kwargs)  # type: ignore[operator]
+        calls[-1] = (name, (pixels.shape[1], pixels.shape[0]))
+        return pixels
+
+    return decode
 
 
 def png_bomb(colour_type: int, depth: int = 8) -> bytes:
@@ -176,7 +193,7 @@ def png_bomb(colour_type: int, depth: int = 8) -> bytes:
 
 
 @pytest.mark.parametrize(
-    "kind", ["rgb png (fast path)", "rgb png, exactly over", "grey png", "16-bit png", "bmp"]
+    "kind", ["rgb png", "rgb png, exactly over", "grey png", "16-bit png", "jpeg", "bmp"]
 )
 def test_bomb_is_refused_before_any_pixel_memory_is_allocated(
     tmp_path: Path, no_bomb_allocations: list, kind: str
@@ -184,7 +201,7 @@ def test_bomb_is_refused_before_any_pixel_memory_is_allocated(
     from conftest import png_with_size
 
     path = tmp_path / "bomb.img"
-    if kind == "rgb png (fast path)":
+    if kind == "rgb png":
         path.write_bytes(png_with_size(30000, 30000))
     elif kind == "rgb png, exactly over":
         path.write_bytes(png_with_size(MAX_PIXELS + 1, 1))
@@ -192,6 +209,12 @@ def test_bomb_is_refused_before_any_pixel_memory_is_allocated(
         path.write_bytes(png_bomb(0))
     elif kind == "16-bit png":
         path.write_bytes(png_bomb(0, depth=16))
+    elif kind == "jpeg":
+        Image.new("RGB", (16, 16)).save(path, format="JPEG")
+        data = bytearray(path.read_bytes())
+        frame = data.index(b"\xff\xc0")  # SOF0: marker, length, precision, height, width
+        data[frame + 5 : frame + 9] = (30000).to_bytes(2, "big") * 2
+        path.write_bytes(bytes(data))
     else:
         Image.new("RGB", (4, 4)).save(path, format="BMP")
         data = bytearray(path.read_bytes())
@@ -276,44 +299,192 @@ def test_model_input_is_float_in_unit_range() -> None:
     np.testing.assert_allclose(out.ravel(), [0.0, 128 / 255, 1.0], rtol=1e-6)
 
 
-def pil_pixels(path: Path) -> np.ndarray:
-    """What PIL's own reader makes of a file, through the general path's conversion."""
-    from patchscan.imaging import to_rgb
+def pil_pixels(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """What load_rgb gave before libspng and libjpeg-turbo: PIL's reader (JPEG draft mode
+    included), its conversion to RGB and its bilinear resize."""
+    from patchscan.imaging import _decode
 
-    with Image.open(path) as image:
-        return np.asarray(to_rgb(image))
-
-
-def plain_png(path: Path) -> Image.Image | None:
     with open(path, "rb") as handle:
-        return _plain_png(handle)
+        rgb = _decode(handle, size)
+    return np.asarray(rgb.resize(size, Image.Resampling.BILINEAR) if rgb.size != size else rgb)
 
 
-@pytest.mark.parametrize("kind", ["rgb", "rgba", "palette", "grey", "two idat"])
-def test_plain_png_fast_path_gives_pil_pixels(tmp_path: Path, kind: str) -> None:
-    rgb = (np.random.default_rng(2).random((37, 50, 3)) * 255).astype(np.uint8)
+def takes_fast_path(path: Path, size: tuple[int, int]) -> bool:
+    from patchscan.imaging import _decode_common
+
+    with open(path, "rb") as handle:
+        return _decode_common(handle, size) is not None
+
+
+SKIN = Path(__file__).resolve().parents[1] / "assets" / "samples" / "skin"
+
+
+def test_every_sample_patch_gets_pils_pixels_from_libspng() -> None:
+    from conftest import SAMPLES
+
+    paths = sorted(SAMPLES.rglob("*.png"))
+    assert len(paths) > 400
+    for path in paths:
+        assert takes_fast_path(path, (50, 50)), path
+        pixels = load_rgb(path, (50, 50))
+        assert not pixels.flags.writeable, path
+        assert (pixels == pil_pixels(path, (50, 50))).all(), path
+
+
+@pytest.mark.parametrize("size", [(160, 160), (50, 50), (30, 30)])
+def test_every_sample_photo_gets_pils_pixels_from_libjpeg_turbo(size: tuple[int, int]) -> None:
+    """At the skin model's size (no reduction: the photos are 200x150 and 256x256) and at sizes
+    where PIL's draft mode decodes at 1/2, 1/4 or 1/8 scale."""
+    paths = sorted(SKIN.rglob("*.jpg"))
+    assert len(paths) >= 60
+    for path in paths:
+        assert takes_fast_path(path, size), path
+        assert (load_rgb(path, size) == pil_pixels(path, size)).all(), path
+
+
+def odd_picture() -> np.ndarray:
+    return (np.random.default_rng(2).random((37, 50, 3)) * 255).astype(np.uint8)
+
+
+def odd_file(folder: Path, kind: str) -> Path:
+    """One image of `kind`, drawn from one random picture with a random alpha channel."""
+    rgb = odd_picture()
     image = Image.fromarray(rgb)
-    path = tmp_path / f"{kind}.png"
-    if kind == "rgba":
-        image.putalpha(Image.fromarray(rgb[..., 0]))
-    image = image.convert({"palette": "P", "grey": "L"}.get(kind, image.mode))
-    if kind == "two idat":
-        from PIL import ImageFile
+    alpha = Image.fromarray((np.random.default_rng(3).random((37, 50)) * 255).astype(np.uint8))
+    path = folder / f"{kind.replace(' ', '_')}.{'jpg' if 'jpeg' in kind else 'png'}"
+    if kind == "rgba png":
+        image.putalpha(alpha)
+    elif kind == "grey png":
+        image = image.convert("L")
+    elif kind == "grey+alpha png":
+        image = image.convert("LA")
+        image.putalpha(alpha)
+    elif kind == "grey jpeg":
+        image = image.convert("L")
+    elif kind == "interlaced png":  # PIL writes no Adam7 PNG: written by hand
+        path.write_bytes(adam7_png(rgb))
+        return path
+    elif kind == "palette png":
+        image = image.convert("P")
+    elif kind == "palette png with transparency":
+        image = image.convert("P")
+        image.info["transparency"] = 3
+    elif kind == "16-bit png":
+        image = Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
+    elif kind == "cmyk jpeg":
+        image = image.convert("CMYK")
+    elif kind == "large jpeg":  # 800x592: PIL decodes it at 1/8 for a 50x50 patch
+        image = image.resize((800, 592), Image.Resampling.BICUBIC)
+    options: dict[str, object] = {
+        "rgb png with tRNS": {"transparency": (10, 20, 30)},  # a colour key: ignored by both
+        "progressive jpeg": {"progressive": True, "quality": 90},
+        "4:4:4 jpeg": {"subsampling": 0, "quality": 95},
+        "palette png with transparency": {"transparency": 3},
+    }.get(kind, {})
+    image.save(path, **options)
+    return path
 
-        saved, ImageFile.MAXBLOCK = ImageFile.MAXBLOCK, 1024
-    image.save(path)
-    if kind == "two idat":
+
+def adam7_png(rgb: np.ndarray) -> bytes:
+    """An interlaced (Adam7) 8-bit RGB PNG of `rgb`: seven passes of sub-images, rows unfiltered."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2)]
+    rows = b""
+    for x, y, dx, dy in [*passes, (0, 1, 1, 2)]:
+        part = rgb[y::dy, x::dx]
+        if part.size:
+            rows += b"".join(b"\x00" + row.tobytes() for row in part)
+    height, width = rgb.shape[:2]
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+# Which kinds libspng and libjpeg-turbo decode; PIL keeps every other.
+FAST = [
+    "rgb png",
+    "rgba png",
+    "grey png",
+    "interlaced png",
+    "rgb png with tRNS",
+    "baseline jpeg",
+    "progressive jpeg",
+    "4:4:4 jpeg",
+    "grey jpeg",
+    "large jpeg",
+]
+PIL_ONLY = [
+    "grey+alpha png",
+    "palette png",
+    "palette png with transparency",
+    "16-bit png",
+    "cmyk jpeg",
+]
+
+
+@pytest.mark.parametrize("kind", FAST + PIL_ONLY)
+@pytest.mark.parametrize("size", [(50, 37), (50, 50)])
+def test_odd_files_get_pils_pixels_by_either_path(
+    tmp_path: Path, kind: str, size: tuple[int, int]
+) -> None:
+    path = odd_file(tmp_path, kind)
+    if kind == "interlaced png":
+        assert path.read_bytes()[28] == 1 and (pil_pixels(path, (50, 37)) == odd_picture()).all()
+    assert (load_rgb(path, size) == pil_pixels(path, size)).all()
+    assert takes_fast_path(path, size) == (kind in FAST)
+
+
+def test_a_png_with_more_than_one_image_data_chunk_goes_to_libspng(tmp_path: Path) -> None:
+    from PIL import ImageFile
+
+    rgb = (np.random.default_rng(2).random((37, 50, 3)) * 255).astype(np.uint8)
+    saved, ImageFile.MAXBLOCK = ImageFile.MAXBLOCK, 1024
+    try:
+        Image.fromarray(rgb).save(tmp_path / "two.png")
+    finally:
         ImageFile.MAXBLOCK = saved
-        assert path.read_bytes().count(b"IDAT") > 1
-    assert (load_rgb(path, (50, 37)) == pil_pixels(path)).all()
-    fast = plain_png(path) is not None
-    assert fast == (kind in ("rgb", "rgba", "two idat"))  # the others take the general path
+    assert (tmp_path / "two.png").read_bytes().count(b"IDAT") > 1
+    assert takes_fast_path(tmp_path / "two.png", (50, 37))
+    assert (load_rgb(tmp_path / "two.png", (50, 37)) == rgb).all()
 
-    if kind == "rgb":  # the same header marked interlaced (Adam7) is not for the fast path
-        data = bytearray(path.read_bytes())
-        data[data.index(b"IHDR") + 16] = 1
-        path.write_bytes(bytes(data))
-        assert plain_png(path) is None
+
+@pytest.mark.parametrize("damage", ["cut", "header checksum", "data checksum", "no IEND"])
+def test_a_damaged_png_is_left_to_pil(tmp_path: Path, damage: str) -> None:
+    """Whatever PIL says of a damaged file (a reason, or pixels) it still says: libspng, as
+    pyspng sets it up, checks no checksum, so imaging checks the chunks' CRCs up to IEND."""
+    rgb = (np.random.default_rng(3).random((50, 50, 3)) * 255).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "whole.png")
+    data = (tmp_path / "whole.png").read_bytes()
+    if damage == "cut":
+        data = data[: len(data) // 2]
+    elif damage == "header checksum":
+        data = data[:29] + bytes(4) + data[33:]
+    elif damage == "data checksum":
+        data = data[:-16] + bytes(4) + data[-12:]  # the last chunk before IEND: IDAT's CRC
+    else:
+        data = data[:-12]
+    path = tmp_path / "damaged.png"
+    path.write_bytes(data)
+    assert not takes_fast_path(path, (50, 50))
+    try:
+        expected: object = pil_pixels(path, (50, 50)).tolist()
+    except Exception:  # PIL's own exception, which load_rgb turns into a reason
+        expected = "a reason"
+    try:
+        got: object = load_rgb(path, (50, 50)).tolist()
+    except ImageError:
+        got = "a reason"
+    assert got == expected
 
 
 def test_a_plain_png_keeps_the_fast_path_past_a_text_chunk_and_a_tail(tmp_path: Path) -> None:
@@ -324,11 +495,11 @@ def test_a_plain_png_keeps_the_fast_path_past_a_text_chunk_and_a_tail(tmp_path: 
     info = PngImagePlugin.PngInfo()
     info.add_text("Title", "abcdefg")  # "Title\0abcdefg": 13 bytes
     Image.fromarray(rgb).save(tmp_path / "text.png", pnginfo=info)
-    assert plain_png(tmp_path / "text.png") is not None
+    assert takes_fast_path(tmp_path / "text.png", (30, 20))
     assert (load_rgb(tmp_path / "text.png", (30, 20)) == rgb).all()
     # Bytes after IEND (some tools append data) are not read as chunks either.
     (tmp_path / "tail.png").write_bytes((tmp_path / "text.png").read_bytes() + bytes(20))
-    assert plain_png(tmp_path / "tail.png") is not None
+    assert takes_fast_path(tmp_path / "tail.png", (30, 20))
 
 
 def test_a_png_without_iend_leaves_the_fast_path_not_the_image(tmp_path: Path) -> None:
@@ -338,7 +509,7 @@ def test_a_png_without_iend_leaves_the_fast_path_not_the_image(tmp_path: Path) -
     data = (tmp_path / "whole.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: data.index(b"IEND") - 4])
     assert (load_rgb(tmp_path / "cut.png", (30, 20)) == rgb).all()
-    assert plain_png(tmp_path / "cut.png") is None
+    assert not takes_fast_path(tmp_path / "cut.png", (30, 20))
 
 
 def test_a_png_without_its_header_is_pils_to_refuse(tmp_path: Path) -> None:
@@ -349,7 +520,7 @@ def test_a_png_without_its_header_is_pils_to_refuse(tmp_path: Path) -> None:
     data = bytearray((tmp_path / "whole.png").read_bytes())
     data[12:16] = b"IHDX"  # the IHDR's type
     (tmp_path / "odd.png").write_bytes(bytes(data))
-    assert plain_png(tmp_path / "odd.png") is None
+    assert not takes_fast_path(tmp_path / "odd.png", (30, 20))
     with pytest.raises(ImageError):
         load_rgb(tmp_path / "odd.png", (30, 20))
 
@@ -379,7 +550,7 @@ def test_a_png_cut_inside_its_header_is_a_reason_not_a_crash(
     cut.write_bytes(source[:length])
     with pytest.raises(ImageError) as error:
         load_rgb(cut, (50, 50))
-    monkeypatch.setattr("patchscan.imaging._plain_png", lambda handle: None)
+    monkeypatch.setattr("patchscan.imaging._decode_common", lambda handle, size: None)
     with pytest.raises(ImageError) as general:
         load_rgb(cut, (50, 50))
     assert str(error.value) == str(general.value)
