@@ -45,6 +45,24 @@ def test_binary_scan_matches_the_installed_tool(tmp_path: Path) -> None:
     assert not list(BINARY.parent.rglob("*.patchscan.db"))  # nothing written into the bundle
 
 
+def test_binary_decodes_photos_as_the_installed_tool_does(tmp_path: Path) -> None:
+    """The bundled libspng and libjpeg-turbo (pyspng, simplejpeg) are in the app and give the
+    installed tool's pixels: the skin photos (JPEG) get the same probabilities, as the patches
+    (PNG) do above."""
+    skin = ROOT / "assets" / "samples" / "skin"
+    args = ["scan", str(skin), "--model", "skin", "--quiet"]
+    frozen = subprocess.run([BINARY, *args, "--csv", str(tmp_path / "b.csv")], timeout=300)
+    installed = subprocess.run(
+        [sys.executable, "-m", "patchscan", *args, "--csv", str(tmp_path / "i.csv")], timeout=300
+    )
+    assert frozen.returncode == installed.returncode == 0
+    binary_csv = (tmp_path / "b.csv").read_text()
+    assert binary_csv == (tmp_path / "i.csv").read_text()
+    assert binary_csv.count(",ok,") == len(list(skin.rglob("*.jpg")))
+    extensions = [p for p in BINARY.parent.rglob("*") if p.suffix in (".so", ".pyd")]
+    assert {"_pyspng_c", "_jpeg"} <= {p.name.split(".")[0] for p in extensions}
+
+
 def test_double_click_opens_the_window_and_scans(tmp_path: Path) -> None:
     xdotool = shutil.which("xdotool")
     if xdotool is None:
