@@ -142,6 +142,12 @@ def test_scan_writes_calibrated_probabilities_and_the_review_column(tmp_path: Pa
         "yes",
         "no",
     ]
+    # Written again from the result store (the CSV gone, nothing re-read): the same marks.
+    first = out.read_text()
+    out.unlink()
+    args = ["scan", str(tmp_path / "in"), "--model", str(TINY_REVIEW), "--csv", str(out)]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    assert out.read_text() == first
 
 
 def test_json_counts_review_per_class_and_per_slide(tmp_path: Path) -> None:

@@ -128,14 +128,41 @@ def test_errors_are_remembered_too(tiny_model: Path, tmp_path: Path, predicted: 
     Image.new("RGB", (50, 50)).save(folder / "good.png")
     out = tmp_path / "out"
     out.mkdir()
+    written = []
     for _ in range(2):
         result = CliRunner().invoke(
             main, ["scan", str(folder), "--model", str(tiny_model), "--csv", str(out / "r.csv")]
         )
         assert result.exit_code == 1
-        assert "broken.png" in (out / "r.csv").read_text()
+        written.append((out / "r.csv").read_text())
         (out / "r.csv").unlink()  # written again from the store, not through the fast path
     assert sum(predicted) == 2  # each file went to a worker once: the error was remembered
+    assert "broken.png" in written[0] and written[1] == written[0]  # with the same reason
+
+
+def test_a_store_from_before_colour_sampling_is_upgraded_in_place(
+    patches: Path, tiny_model: Path, tmp_path: Path
+) -> None:
+    """A version-1 store (no colour column) opens, gains the column and keeps its results."""
+    import sqlite3
+
+    scan(patches, tiny_model, tmp_path)
+    db = tmp_path / f"r{SUFFIX}"
+    with sqlite3.connect(db) as old:
+        old.execute("ALTER TABLE results DROP COLUMN colour")
+        old.execute("PRAGMA user_version=1")
+    (tmp_path / "r.csv").unlink()
+    first = scan(patches, tiny_model, tmp_path)
+    with sqlite3.connect(db) as upgraded:
+        assert upgraded.execute("PRAGMA user_version").fetchone()[0] == 2
+        columns = [row[1] for row in upgraded.execute("PRAGMA table_info(results)")]
+    assert "colour" in columns and first.count("\n") == 21
+    with sqlite3.connect(db) as newer:
+        newer.execute("PRAGMA user_version=3")
+    result = CliRunner().invoke(
+        main, ["scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv")]
+    )
+    assert result.exit_code == 2 and "not a patchscan result store" in result.output
 
 
 def test_store_inside_the_scanned_folder_is_not_an_input(
