@@ -32,8 +32,9 @@ def test_version_is_baked_in() -> None:
     assert result.returncode == 0 and __version__ in result.stdout
 
 
-def test_binary_scan_matches_the_installed_tool(tmp_path: Path) -> None:
-    args = ["scan", str(SAMPLES), "--quiet"]
+def scan_both(args: list[str], tmp_path: Path) -> str:
+    """Run `args` with the binary and with the installed tool; both succeed with the same CSV,
+    which is returned."""
     frozen = subprocess.run([BINARY, *args, "--csv", str(tmp_path / "b.csv")], timeout=300)
     installed = subprocess.run(
         [sys.executable, "-m", "patchscan", *args, "--csv", str(tmp_path / "i.csv")], timeout=300
@@ -41,6 +42,11 @@ def test_binary_scan_matches_the_installed_tool(tmp_path: Path) -> None:
     assert frozen.returncode == installed.returncode == 0
     binary_csv = (tmp_path / "b.csv").read_text()
     assert binary_csv == (tmp_path / "i.csv").read_text()
+    return binary_csv
+
+
+def test_binary_scan_matches_the_installed_tool(tmp_path: Path) -> None:
+    binary_csv = scan_both(["scan", str(SAMPLES), "--quiet"], tmp_path)
     assert binary_csv.count("\n") == 1 + len(list(SAMPLES.rglob("*.png")))
     assert not list(BINARY.parent.rglob("*.patchscan.db"))  # nothing written into the bundle
 
@@ -50,14 +56,7 @@ def test_binary_decodes_photos_as_the_installed_tool_does(tmp_path: Path) -> Non
     installed tool's pixels: the skin photos (JPEG) get the same probabilities, as the patches
     (PNG) do above."""
     skin = ROOT / "assets" / "samples" / "skin"
-    args = ["scan", str(skin), "--model", "skin", "--quiet"]
-    frozen = subprocess.run([BINARY, *args, "--csv", str(tmp_path / "b.csv")], timeout=300)
-    installed = subprocess.run(
-        [sys.executable, "-m", "patchscan", *args, "--csv", str(tmp_path / "i.csv")], timeout=300
-    )
-    assert frozen.returncode == installed.returncode == 0
-    binary_csv = (tmp_path / "b.csv").read_text()
-    assert binary_csv == (tmp_path / "i.csv").read_text()
+    binary_csv = scan_both(["scan", str(skin), "--model", "skin", "--quiet"], tmp_path)
     assert binary_csv.count(",ok,") == len(list(skin.rglob("*.jpg")))
     extensions = [p for p in BINARY.parent.rglob("*") if p.suffix in (".so", ".pyd")]
     assert {"_pyspng_c", "_jpeg"} <= {p.name.split(".")[0] for p in extensions}

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 TASKS = ("idc", "skin")  # tasks.TASKS, named here so that --help does not import TensorFlow
+FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)  # data and run folders
 
 
 @click.group()
@@ -21,9 +22,7 @@ def main() -> None:
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
-)
+@click.option("--data", type=FOLDER, required=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder [runs/TASK-DATE].")
 @click.option(
     "--epochs", type=click.IntRange(1), help="Most epochs (early stopping may end sooner)."
@@ -44,13 +43,11 @@ def train(
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
-)
+@click.option("--data", type=FOLDER, required=True)
 @click.option(
     "--run",
     "run_folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FOLDER,
     required=True,
     help="A finished run folder (TASK.keras, metrics.json).",
 )
@@ -70,9 +67,7 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
-)
+@click.option("--data", type=FOLDER, required=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder [runs/TASK-cv-DATE].")
 @click.option("--folds", type=click.IntRange(3), default=8, show_default=True)
 @click.option("--epochs", type=click.IntRange(1), default=10, show_default=True)
@@ -108,9 +103,7 @@ def cv(
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
-)
+@click.option("--data", type=FOLDER, required=True)
 @click.option(
     "--model",
     "model_path",
@@ -139,13 +132,11 @@ def calibrate(task: str, data: Path, model_path: Path, seed: int, out: Path | No
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--data", type=click.Path(exists=True, file_okay=False, path_type=Path), required=True
-)
+@click.option("--data", type=FOLDER, required=True)
 @click.option(
     "--cv",
     "cv_folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FOLDER,
     required=True,
     help="A finished `cv` run folder (cv.json, cv-report.json).",
 )
@@ -166,14 +157,14 @@ def final(task: str, data: Path, cv_folder: Path, variant: str, out: Path | None
 @click.option(
     "--run",
     "run_folder",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FOLDER,
     required=True,
     help="A finished `final` run folder (TASK.onnx, metrics.json).",
 )
 @click.option(
     "--cv",
     "cv_folders",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=FOLDER,
     multiple=True,
     required=True,
     help="`cv` run folders on the same folds: the first is the shipped recipe's, the others "
