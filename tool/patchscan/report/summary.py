@@ -173,7 +173,8 @@ class Summary:
         score = result.score
         assert score is not None
         positive = result.label == self.provenance.model.positive
-        self.thresholds[self.provenance.labels.threshold_of(result)] += 1
+        cut = self.provenance.labels.threshold_of(result)  # the threshold the label was decided at
+        self.thresholds[cut] += 1
         self.counts[result.label] += 1
         group.positives += positive
         if result.colour is not None:
@@ -193,7 +194,6 @@ class Summary:
         if name.x is not None and name.y is not None:
             group.positioned += 1
             if self.keep_tiles and result.tile is not None:
-                cut = self.provenance.labels.threshold_of(result)
                 tile = Tile(name.x, name.y, score, cut, positive, result.review, truth, result.tile)
                 group.tiles.append(tile)
         _keep_highest(self._top, (score, result.path, name.group), TOP_SUSPICIOUS)
