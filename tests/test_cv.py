@@ -89,9 +89,12 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
         target = root / patient / path.parent.name / path.name.replace(path.parts[-3], patient, 1)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
-    oof_path = run_cv("idc", root, tmp_path / "cv", k=3, epochs=1, seed=0, variants=("plain",))
+    variants = ("plain", "plain+reinhard", "plain+adabn")
+    oof_path = run_cv("idc", root, tmp_path / "cv", k=3, epochs=1, seed=0, variants=variants)
     saved = np.load(oof_path)
-    assert not np.isnan(saved["oof_plain"]).any()
+    for variant in variants:  # the test-time scorings too, each patch once, by plain's models
+        assert not np.isnan(saved[f"oof_{variant}"]).any()
+    assert not np.allclose(saved["oof_plain"], saved["oof_plain+adabn"])
     record = json.loads((tmp_path / "cv" / "cv.json").read_text())
     names = [name for fold in record["folds"] for name in fold]
     assert len(names) == len(set(names)) == len(set(saved["groups"]))
@@ -125,6 +128,11 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
     (tmp_path / "final" / "idc.md").unlink()
     rewrite_card("idc", tmp_path / "final", [tmp_path / "cv"], "plain")
     assert (tmp_path / "final" / "idc.md").read_text() == card
+
+
+def test_a_test_time_scoring_needs_the_recipe_whose_models_it_scores(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="add --variant plain"):
+        run_cv("idc", SAMPLES, tmp_path, k=3, epochs=1, seed=0, variants=("plain+adabn",))
 
 
 def test_cv_reports_merge_only_on_the_same_folds() -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import click
 
+from patchscan_train.variants import TEST_TIME, VARIANTS
+
 TASKS = ("idc", "skin")  # tasks.TASKS, named here so that --help does not import TensorFlow
 FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)  # data and run folders
 
@@ -76,8 +78,8 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     "--variant",
     "variants",
     multiple=True,
-    type=click.Choice(["plain", "reinhard", "strong-colour"]),
-    help="Recipes to compare fold by fold [all].",
+    type=click.Choice([*VARIANTS, *TEST_TIME]),
+    help="Recipes to compare fold by fold, and test-time scorings of plain's models [all].",
 )
 @click.option("--limit", type=click.IntRange(8), help="Use only this many images (smoke tests).")
 def cv(
@@ -93,11 +95,11 @@ def cv(
     """Patient-level cross-validation of TASK: out-of-fold scores for every patient (oof.npz),
     then the pooled and per-patient table, calibration and review band (cv-report.json)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from patchscan_train.cv import VARIANTS, run_cv
+    from patchscan_train.cv import run_cv
     from patchscan_train.cv_report import analyse
 
     out = out or Path("runs") / f"{task}-cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    oof = run_cv(task, data, out, folds, epochs, seed, variants or VARIANTS, limit)
+    oof = run_cv(task, data, out, folds, epochs, seed, variants or (*VARIANTS, *TEST_TIME), limit)
     click.echo(json.dumps(analyse(oof, task), indent=2)[:4000])
 
 

@@ -21,19 +21,16 @@ import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from patchscan import stain
 from patchscan_train import data
 from patchscan_train.tasks import TASKS, Task
+from patchscan_train.variants import TEST_TIME, VARIANTS
 
 log = logging.getLogger(__name__)
-
-# Recipes compared fold by fold: "plain" is the task's own; "reinhard" standardises each slide's
-# colours (stain.py) before training and scoring; "strong-colour" trains with stronger stain and
-# colour augmentation (augment.for_histology_strong).
-VARIANTS = ("plain", "reinhard", "strong-colour")
 
 
 def patient_folds(examples: Sequence[data.Example], k: int, seed: int) -> list[list[str]]:
@@ -82,6 +79,13 @@ def run_cv(
 ) -> Path:
     """Train and score every fold of every variant; returns the OOF file (written as it goes)."""
     from patchscan_train.run import _spread
+    from patchscan_train.train import predict
+
+    unscored = [v for v in variants if v in TEST_TIME and v.split("+")[0] not in variants]
+    if unscored:
+        raise ValueError(
+            f"{', '.join(unscored)} score the plain recipe's models: add --variant plain"
+        )
 
     task = TASKS[task_name]
     examples = task.examples(root)
@@ -93,7 +97,7 @@ def run_cv(
     images = data.load_images(examples, task.size)
     out.mkdir(parents=True, exist_ok=True)
     oof = {v: np.full(len(examples), np.nan, np.float32) for v in variants}
-    record: dict[str, object] = {
+    record: dict[str, Any] = {
         "task": task.name,
         "folds": folds,
         "epochs": epochs,
@@ -105,16 +109,16 @@ def run_cv(
         test = np.isin(groups, fold)
         val = np.isin(groups, folds[(i + 1) % k])
         train = ~(test | val)
-        for variant in variants:
+        for variant in (v for v in variants if v not in TEST_TIME):
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
-            trained_as = recipe(task, variant)
-            oof[variant][test] = _fold_scores(
-                trained_as, prepared, y, train, val, test, epochs, seed
-            )
-            seconds = time.monotonic() - started
-            record["fold_seconds"][variant].append(round(seconds))  # type: ignore[index]
-            log.info("fold %d/%d %s: %.0f s", i + 1, k, variant, seconds)
+            model = _fold_model(recipe(task, variant), prepared, y, train, val, epochs, seed)
+            oof[variant][test] = predict(model, prepared[test])
+            _timed(record, variant, started, i, k)
+            for scoring in (v for v in variants if v in TEST_TIME and v.startswith(f"{variant}+")):
+                started = time.monotonic()
+                oof[scoring][test] = _scored_at_test(scoring, model, images, groups, train, test)
+                _timed(record, scoring, started, i, k)
             _save(out, examples, groups, y, oof, record)
     return out / "oof.npz"
 
@@ -141,17 +145,44 @@ def _prepared(
     raise ValueError(f"unknown variant {variant!r}")
 
 
-def _fold_scores(
+def _scored_at_test(
+    scoring: str,
+    model: Any,
+    images: np.ndarray,
+    groups: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+) -> np.ndarray:
+    """The held-out patches' scores by a trained fold model, adapted at test time (TEST_TIME)."""
+    from patchscan_train.adapt import adapted_scores
+    from patchscan_train.train import predict
+
+    if scoring.endswith("+reinhard"):
+        return predict(model, _prepared("reinhard", images, groups, train)[test])
+    if scoring.endswith("+adabn"):
+        return adapted_scores(model, images[test], groups[test])
+    if scoring.endswith("+adabn-half"):
+        return adapted_scores(model, images[test], groups[test], share=0.5)
+    raise ValueError(f"unknown test-time scoring {scoring!r}")
+
+
+def _timed(record: dict[str, Any], variant: str, started: float, i: int, k: int) -> None:
+    seconds = time.monotonic() - started
+    record["fold_seconds"][variant].append(round(seconds))
+    log.info("fold %d/%d %s: %.0f s", i + 1, k, variant, seconds)
+
+
+def _fold_model(
     task: Task,
     images: np.ndarray,
     y: np.ndarray,
     train: np.ndarray,
     val: np.ndarray,
-    test: np.ndarray,
     epochs: int,
     seed: int,
-) -> np.ndarray:
-    from patchscan_train.train import fit, predict
+) -> Any:
+    """One fold's model of `task`'s recipe, trained on `train` and stopped early on `val`."""
+    from patchscan_train.train import fit
 
     settings = dataclasses.replace(
         task.fit,
@@ -162,7 +193,7 @@ def _fold_scores(
     )
     model = task.build(task.size)
     fit(model, (images[train], y[train]), (images[val], y[val]), settings, task.augment)
-    return predict(model, images[test])
+    return model
 
 
 def _save(

@@ -1,0 +1,13 @@
+"""The recipes `patchscan-train cv` compares, named apart from the code that trains them so that the
+command line can offer them without importing TensorFlow."""
+
+# Recipes compared fold by fold: "plain" is the task's own; "reinhard" standardises each slide's
+# colours (stain.py) before training and scoring; "strong-colour" trains with stronger stain and
+# colour augmentation (augment.for_histology_strong).
+VARIANTS = ("plain", "reinhard", "strong-colour")
+# Scorings at test time only, of the plain recipe's fold models (so compared with plain on the
+# very same models, without two trainings' spread between them): "plain+reinhard" standardises
+# each held-out slide's colours onto the training slides' average before scoring (the model never
+# saw standardised patches); "plain+adabn" re-estimates the batch norms on each held-out slide
+# (adapt.py), "plain+adabn-half" mixes the slide's statistics half and half with training's.
+TEST_TIME = ("plain+reinhard", "plain+adabn", "plain+adabn-half")
