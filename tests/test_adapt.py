@@ -6,9 +6,9 @@ import pytest
 
 pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
-from patchscan_train import nets  # noqa: E402
-from patchscan_train.adapt import adapted_scores  # noqa: E402
-from patchscan_train.train import predict  # noqa: E402
+from patchscan_train import nets
+from patchscan_train.adapt import adapted_scores
+from patchscan_train.train import predict
 
 
 @pytest.fixture(scope="module")
