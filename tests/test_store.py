@@ -7,8 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -16,7 +20,11 @@ from PIL import Image
 from conftest import with_metadata
 from patchscan import model, pipeline
 from patchscan.cli import main
-from patchscan.store import SUFFIX
+from patchscan.discover import Candidate
+from patchscan.model import ModelInfo
+from patchscan.naming import parse_name
+from patchscan.results import TILE, Labels, Result, ReviewBand
+from patchscan.store import SUFFIX, ResultStore, store_files
 
 
 def scan(folder: Path, model_path: Path, out: Path, *extra: str) -> str:
@@ -270,3 +278,154 @@ def test_a_report_after_a_csv_only_scan_reads_the_patches_again_for_the_slide_vi
     (tmp_path / "r.html").unlink()
     assert CliRunner().invoke(main, [*args, "--report", str(tmp_path / "r.html")]).exit_code == 0
     assert predicted == [] and "<b>9035</b> · 20 patches" in (tmp_path / "r.html").read_text()
+
+
+# The store as a value: what `watch` and the unchanged-folder path read from it directly.
+
+LABELS = Labels(("non-IDC", "IDC"), threshold=0.5, review=ReviewBand(0.4, 0.6))
+
+
+def stored(tmp_path: Path, sha: str = "a" * 64) -> ResultStore:
+    return ResultStore(tmp_path / f"r{SUFFIX}", sha)
+
+
+def patch_result(path: Path, probability: float | None, **fields: Any) -> Result:
+    name = parse_name(str(path), LABELS.classes)
+    if probability is None:
+        return Result(str(path), name, error=fields.pop("error", "broken"), **fields)
+    return Result(str(path), name, probability, LABELS.of_probability(probability), **fields)
+
+
+def test_a_store_keeps_a_readers_journal_and_a_crash_safe_sync(tmp_path: Path) -> None:
+    store = stored(tmp_path)
+    assert store.path == tmp_path / f"r{SUFFIX}"
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    store.close()
+
+
+def test_a_store_opened_on_one_thread_is_used_from_another(tmp_path: Path) -> None:
+    """The window and watch commit from their worker threads."""
+    store = stored(tmp_path)
+    file = tmp_path / "s_idx5_x0_y0_class1.png"
+    failures: list[BaseException] = []
+
+    def use() -> None:
+        try:
+            store.add(patch_result(file, 0.9, stamp=(3, 4)))
+            store.commit()
+        except BaseException as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=use)
+    thread.start()
+    thread.join()
+    assert failures == [] and store.stamp(str(file)) == (3, 4)
+    store.close()
+
+
+def test_the_companion_files_of_a_store_are_its_journals(tmp_path: Path) -> None:
+    path = tmp_path / f"r{SUFFIX}"
+    names = {p.name for p in store_files(path)}
+    assert names == {f"r{SUFFIX}{extra}" for extra in ("", "-journal", "-wal", "-shm")}
+
+
+def test_model_info_is_kept_per_model(tmp_path: Path) -> None:
+    info = ModelInfo("t", "1", "", ("non-IDC", "IDC"), (8, 8), threshold=0.25)
+    store = stored(tmp_path)
+    assert store.model_info() is None
+    store.remember_model(info)
+    assert store.model_info() == info
+    store.close()
+    with closing(stored(tmp_path)) as again, closing(stored(tmp_path, "b" * 64)) as other:
+        assert again.model_info() == info  # committed, not just cached
+        assert other.model_info() is None
+
+
+def test_a_stamp_is_the_current_models_and_none_for_others(tmp_path: Path) -> None:
+    file = tmp_path / "s_idx5_x0_y0_class1.png"
+    store = stored(tmp_path)
+    assert store.stamp(str(file)) is None
+    store.add(patch_result(file, 0.7, stamp=(10, 20)))
+    store.add(patch_result(tmp_path / "unstatable.png", 0.7))  # no stamp: nothing to key on
+    store.commit()
+    assert store.stamp(str(file)) == (10, 20)
+    assert store.stamp(os.path.relpath(file)) == (10, 20)  # keyed by the absolute path
+    assert store.stamp(str(tmp_path / "unstatable.png")) is None
+    with closing(stored(tmp_path, "b" * 64)) as other:
+        assert other.stamp(str(file)) is None and not other.has_results()
+    assert store.has_results()
+    store.close()
+
+
+def test_a_known_result_is_labelled_now_and_carries_its_stamp(tmp_path: Path) -> None:
+    file = tmp_path / "s_idx5_x0_y0_class1.png"
+    store = stored(tmp_path)
+    store.add(patch_result(file, 0.55, stamp=(10, 20), colour=(1.0, 2.0)))
+    store.commit()
+    found = store.known(Candidate(str(file), stamp=(10, 20)), LABELS, tiles=False)
+    assert found is not None
+    assert (found.path, found.probability, found.stamp, found.known) == (
+        str(file),
+        0.55,
+        (10, 20),
+        True,
+    )
+    assert (found.label, found.review, found.colour) == ("IDC", True, (1.0, 2.0))
+    stricter = Labels(LABELS.classes, threshold=0.6)
+    assert store.known(Candidate(str(file), stamp=(10, 20)), stricter, False).label == "non-IDC"  # type: ignore[union-attr]
+    assert store.known(Candidate(str(file), stamp=(10, 21)), LABELS, tiles=False) is None
+    assert store.known(Candidate(str(file), stamp=None), LABELS, tiles=False) is None
+    store.close()
+
+
+def test_the_current_results_are_those_under_a_folder_in_path_order(tmp_path: Path) -> None:
+    """What watch rebuilds its outputs from: this model's rows for files in the folder or below
+    it (not in a sibling whose name merely starts the same), each as the scan made it."""
+    inside, deeper = (
+        tmp_path / "slide" / "b_idx5_x0_y0_class0.png",
+        tmp_path / "slide" / "d" / "a.png",
+    )
+    sibling = tmp_path / "slide2" / "a.png"
+    tile = np.arange(TILE * TILE * 3, dtype=np.uint8).reshape(TILE, TILE, 3)
+    store = stored(tmp_path)
+    store.add(patch_result(inside, 0.3, stamp=(1, 2), tile=tile, colour=(5.0,)))
+    store.add(patch_result(deeper, None, error="", stamp=(3, 4)))
+    store.add(patch_result(sibling, 0.9, stamp=(5, 6)))
+    store.commit()
+    with closing(stored(tmp_path, "b" * 64)) as other:  # a file another model classified
+        other.add(patch_result(tmp_path / "slide" / "c.png", 0.99, stamp=(1, 2)))
+    rows = list(store.current(LABELS, tmp_path / "slide"))
+    assert [r.path for r in rows] == [str(inside), str(deeper)]
+    first, second = rows
+    assert (first.probability, first.label, first.review, first.stamp) == (
+        0.3,
+        "non-IDC",
+        False,
+        (1, 2),
+    )
+    assert first.known and first.colour == (5.0,) and np.array_equal(first.tile, tile)
+    assert (second.error, second.stamp, second.known, second.probability) == (
+        "unknown error",
+        (3, 4),
+        True,
+        None,
+    )
+    assert [r.path for r in store.current(LABELS, inside)] == [str(inside)]  # a file itself
+    store.close()
+
+
+def test_a_scan_is_remembered_only_while_its_outputs_stay_as_written(tmp_path: Path) -> None:
+    csv, report = tmp_path / "r.csv", tmp_path / "r.html"
+    csv.write_text("a\n")
+    report.write_text("b\n")
+    store = stored(tmp_path)
+    assert store.last_scan((csv, report)) is None
+    store.remember_scan("fingerprint", (csv, report), {"IDC": 3})
+    store.close()
+    store = stored(tmp_path)
+    assert store.last_scan((csv, report)) == ("fingerprint", {"IDC": 3})
+    assert store.last_scan((csv,)) is None  # other outputs asked for
+    report.write_text("changed\n")
+    assert store.last_scan((csv, report)) is None
+    store.close()
