@@ -4,23 +4,39 @@ scan-based test with one slide cannot tell apart (found by `make mutate`, docs/m
 from __future__ import annotations
 
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
 from patchscan.naming import NameInfo
 from patchscan.report.html_writer import render
+from patchscan.report.images import MIN_MAP_WIDTH
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
-from patchscan.results import Labels, Result, ReviewBand
+from patchscan.results import TILE, Labels, Result, ReviewBand
+from test_report_values import table_rows, text
 
 INFO = ModelInfo("t", "0", "A test model", ("non-IDC", "IDC"), (50, 50), threshold=0.5)
 LABELS = Labels(INFO.classes, 0.5, review=ReviewBand(0.4, 0.6))
+CONTEXT_INFO = ModelInfo(
+    "t", "0", "", INFO.classes, (50, 50), threshold=0.5, context=SlideContext(50, 1, 2.0, 0.7)
+)
 
 
-def summary_of(results: list[Result], started: str = "", finished: str = "") -> Summary:
+def summary_of(
+    results: list[Result],
+    started: str = "",
+    finished: str = "",
+    labels: Labels = LABELS,
+    info: ModelInfo = INFO,
+) -> Summary:
     provenance = Provenance(
-        "9.9", INFO, Path("t.onnx"), "0" * 64, LABELS, "patchscan scan x", {}, started, finished
+        "9.9", info, Path("t.onnx"), "0" * 64, labels, "patchscan scan x", {}, started, finished
     )
     summary = Summary(provenance)
     for result in results:
@@ -109,3 +125,90 @@ def test_the_json_is_indented_utf8_with_a_final_newline(tmp_path: Path) -> None:
     assert text.startswith('{\n  "tool": {\n    "name": "patchscan",')
     assert '"group": "lame-é"' in text and text.endswith("}\n") and not text.endswith("\n\n")
     assert json.loads(text) == json.loads(json.dumps(summary.as_dict()))
+
+
+def review_section(page: str) -> str:
+    start = (
+        page.index("<h2 id='review'") if "<h2 id='review'" in page else page.index('id="review"')
+    )
+    return page[start : page.find("<h2", start + 3)]
+
+
+def positioned(group: str, x: int, probability: float, truth: str | None = None) -> Result:
+    """A patch at (x, 0) with a thumbnail: it lands on its slide's maps."""
+    name = NameInfo(group, x, 0, truth)
+    label = LABELS.of_probability(probability)
+    review = probability in LABELS.review  # type: ignore[operator]
+    tile = np.full((TILE, TILE, 3), 200, np.uint8)
+    return Result(f"/nowhere/{group}/{x}.png", name, probability, label, tile=tile, review=review)
+
+
+def test_the_review_table_gives_each_slides_count_and_share_and_opens_only_the_first(
+    tmp_path: Path,
+) -> None:
+    """Slides ranked by doubtful calls; the share is of the slide's classified patches (its
+    errors left out); the first slide's thumbnails open, the others a click away; each
+    thumbnail says its score and label."""
+    png = tmp_path / "p.png"
+    Image.new("RGB", (50, 50), (180, 90, 140)).save(png)
+    slide = [doubtful("c", i, s) for i, s in enumerate((0.45, 0.52, 0.58))]
+    slide[1].path = str(png)
+    errors = [Result("/nowhere/c/9.png", NameInfo("c", 9, 0, None), error="broken")]
+    sure = [Result("/nowhere/c/8.png", NameInfo("c", 8, 0, None), 0.9, "IDC")]
+    others = [doubtful("a", 1, 0.42), doubtful("a", 2, 0.57)]
+    page = render(summary_of([*slide, *errors, *sure, *others]))
+    part = review_section(page)
+    assert table_rows(part) == [["c", "3", "75.0%"], ["a", "2", "100.0%"]]
+    blocks = re.findall(r"<details( open)?><summary>(.*?)</summary>", part)
+    assert [(opened, text(s)) for opened, s in blocks] == [
+        (" open", "c · 3 to review"),
+        ("", "a · 2 to review"),
+    ]
+    captions = [text(c) for c in re.findall(r"<figcaption>(.*?)</figcaption>", part)]
+    assert captions == ["0.520 · IDCp.png"]
+
+
+def test_a_slide_card_shows_its_maps_named_and_sized_and_its_counts(tmp_path: Path) -> None:
+    results = [
+        positioned("s", 0, 0.9, "IDC"),
+        positioned("s", 50, 0.55, "non-IDC"),
+        positioned("s", 100, 0.1, "non-IDC"),
+        Result("/nowhere/s/9.png", NameInfo("s", 150, 0, None), error="broken"),
+    ]
+    page = render(summary_of(results))
+    card = page[page.index('<details class="slide"') :]
+    card = card[: card.index("</details>")]
+    assert text(card[: card.index("</summary>")]) == "s · 3 patches · 2 IDC (66.7%) · 1 to review"
+    figures = re.findall(
+        r'<figure style="width:(\d+)px"><img alt="([^"]*)".*?width="(\d+)">'
+        r"<figcaption>(.*?)</figcaption>",
+        card,
+    )
+    width = str(MIN_MAP_WIDTH)  # a 3-patch slide is enlarged to the smallest map width
+    assert figures == [
+        (width, "s tissue", width, "tissue (rebuilt from patches)"),
+        (width, "s score", width, "P(IDC)"),
+        (width, "s calls", width, "calls"),
+        (width, "s truth", width, "truth from the names"),
+    ]
+
+
+def test_skipped_files_and_review_calls_are_counted_each_time() -> None:
+    summary = summary_of([doubtful("a", 1, 0.45), doubtful("a", 2, 0.42), doubtful("a", 3, 0.55)])
+    for _ in range(3):
+        summary.add_skipped("not an image")
+    counts = summary.as_dict()
+    assert counts["skipped"] == {"not an image": 3}
+    assert summary.review_counts == {"non-IDC": 2, "IDC": 1} and summary.review_total == 3
+
+
+def test_the_maps_legend_marks_the_threshold_the_positioned_patches_were_called_at() -> None:
+    """A slide-context model's patches are called at its context threshold, others at the
+    model's own: the scale says which."""
+    with_context = Labels(INFO.classes, 0.5, context_threshold=0.7)
+    for labels, model, marked in (
+        (LABELS, INFO, ">threshold 0.5</text>"),
+        (with_context, CONTEXT_INFO, ">threshold 0.7</text>"),
+    ):
+        summary = summary_of([positioned("s", 0, 0.9)], labels=labels, info=model)
+        assert marked in render(summary)

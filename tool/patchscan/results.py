@@ -131,6 +131,12 @@ class Labels:
             return self.context_threshold
         return self.threshold
 
+    @property
+    def positioned_threshold(self) -> float:
+        """The threshold a patch with a position on its slide is labelled at: the slide-context
+        one for a model with slide context (Labels.of gives one exactly then), else its own."""
+        return self.threshold if self.context_threshold is None else self.context_threshold
+
     def review_probability(self, probability: float) -> bool:
         return self.review is not None and probability in self.review
 

@@ -372,17 +372,11 @@ def _group_row(
 def _score_name(summary: Summary) -> str:
     """What the maps colour and the rankings rank: the score the labels were decided on."""
     p = summary.provenance
-    if p.model.context is not None and p.labels.context_threshold is not None:
-        return "slide-context score"
-    return f"P({p.model.positive})"
-
-
-def _map_threshold(summary: Summary) -> float:
-    """The threshold the slide maps' patches were labelled at (they all have a position)."""
-    labels = summary.provenance.labels
-    if summary.provenance.model.context is not None and labels.context_threshold is not None:
-        return labels.context_threshold
-    return labels.threshold
+    return (
+        "slide-context score"
+        if p.labels.context_threshold is not None
+        else f"P({p.model.positive})"
+    )
 
 
 def _slides(summary: Summary, anchors: dict[str, str]) -> str:
@@ -429,7 +423,7 @@ def _slide_card(summary: Summary, group: Group, anchor: str, unfolded: bool) -> 
 
 def _legend(summary: Summary) -> str:
     """The heatmap's scale with its threshold marked, and the calls map's colours."""
-    threshold = _map_threshold(summary)
+    threshold = summary.provenance.labels.positioned_threshold  # every mapped patch has a position
     stops = "".join(
         f'<stop offset="{o:.3f}" stop-color="{c}"/>' for o, c in images.gradient_stops()
     )
