@@ -15,7 +15,7 @@ from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
 from patchscan.naming import NameInfo
 from patchscan.report.html_writer import render
-from patchscan.report.images import MIN_MAP_WIDTH
+from patchscan.report.images import MIN_MAP_WIDTH, REVIEW_COLOURS, TRUTH_COLOURS, gradient_stops
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
 from patchscan.results import TILE, Labels, Result, ReviewBand
@@ -211,4 +211,40 @@ def test_the_maps_legend_marks_the_threshold_the_positioned_patches_were_called_
         (with_context, CONTEXT_INFO, ">threshold 0.7</text>"),
     ):
         summary = summary_of([positioned("s", 0, 0.9)], labels=labels, info=model)
-        assert marked in render(summary)
+        page = render(summary)
+        assert marked in page
+        stops = re.findall(r'<stop offset="([0-9.]+)" stop-color="([^"]+)"/>', page)
+        assert stops == [(f"{o:.3f}", c) for o, c in gradient_stops()] and len(stops) > 2
+
+
+def legend(page: str) -> str:
+    start = page.index("<div class='legend'>")
+    return page[start : page.index("</div>", start)]
+
+
+def swatches(part: str) -> list[tuple[str, str]]:
+    return re.findall(
+        r'<span class="swatch" style="background:rgb(\([^)]*\))"></span>([^<]*)', part
+    )
+
+
+def test_the_legend_gives_the_scale_and_each_calls_colour_with_its_label() -> None:
+    results = [positioned("s", 0, 0.9, "IDC")]
+    banded = legend(render(summary_of(results)))
+    assert "<span>heatmap: P(IDC) <svg" in banded
+    scale = banded[banded.index("<svg") : banded.index("</svg>") + 6]
+    assert scale.count("<stop ") == len(gradient_stops())
+    assert '<rect x="10" y="2" width="240" height="12" fill="url(#scale)"/>' in scale
+    assert ">0</text>" in scale and ">threshold 0.5</text>" in scale and ">1</text>" in scale
+    rgb = {key: str(tuple(int(v) for v in c)) for key, c in TRUTH_COLOURS.items()}
+    review = {key: str(tuple(int(v) for v in c)) for key, c in REVIEW_COLOURS.items()}
+    assert len({*rgb.values(), *review.values()}) == 4  # four colours a reader can tell apart
+    assert swatches(banded) == [
+        (rgb[True], "IDC"),
+        (review[True], "IDC, needs review"),
+        (rgb[False], "non-IDC"),
+        (review[False], "non-IDC, needs review"),
+    ]
+    no_bands = Labels(INFO.classes, 0.5)
+    plain = legend(render(summary_of(results, labels=no_bands)))
+    assert swatches(plain) == [(rgb[True], "IDC"), (rgb[False], "non-IDC")]
