@@ -248,3 +248,51 @@ def test_the_legend_gives_the_scale_and_each_calls_colour_with_its_label() -> No
     no_bands = Labels(INFO.classes, 0.5)
     plain = legend(render(summary_of(results, labels=no_bands)))
     assert swatches(plain) == [(rgb[True], "IDC"), (rgb[False], "non-IDC")]
+
+
+def sums_of(mean: tuple[float, float, float], std: tuple[float, float, float]) -> tuple[float, ...]:
+    """A sampled patch's colour sums (stain.colour_sums) for 1,000 tissue pixels of these
+    statistics."""
+    n = 1000.0
+    return (
+        n,
+        *(n * m for m in mean),
+        *(n * (s * s + m * m) for m, s in zip(mean, std, strict=True)),
+    )
+
+
+def test_the_slide_table_gives_each_slides_review_count_and_colour_drift_flagged_past_the_limit() -> (
+    None
+):
+    mean, std = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
+    spread = {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]}
+    colour = {
+        "reference": {"mean": list(mean), "std": list(std)},
+        "spread": spread,
+        "drift_limit": 3,
+    }
+    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    far = (mean[0] + 0.4, mean[1], mean[2])  # 8 spreads away in l
+    results = [
+        Result("/n/in/1.png", NameInfo("in", 0, 0, None), 0.9, "IDC", colour=sums_of(mean, std)),
+        Result("/n/in/2.png", NameInfo("in", 50, 0, None), 0.45, "non-IDC", review=True),
+        Result(
+            "/n/out/1.png", NameInfo("out", 0, 0, None), 0.2, "non-IDC", colour=sums_of(far, std)
+        ),
+        Result("/n/none/1.png", NameInfo("none", 0, 0, None), 0.3, "non-IDC"),
+    ]
+    page = render(summary_of(results, info=info))
+    part = page[page.index('<h2 id="slide-table"') :]
+    head = part[part.index("<table><tr>") : part.index("</tr>")]
+    assert re.findall(r"<th[^>]*>(.*?)</th>", head) == [
+        "slide / patient", "files", "IDC", "% IDC", "need review", "errors", "colour drift"
+    ]  # fmt: skip
+    assert table_rows(part) == [
+        ["in", "2", "1", "50.0%", "1", "0", "0.0"],
+        ["none", "1", "0", "0.0%", "0", "0", "–"],
+        ["out", "1", "0", "0.0%", "0", "0", "8.0 ⚠"],
+    ]
+    assert "<td class='warn'>8.0 ⚠</td>" in part and "<td>0.0</td>" in part
+    no_bands = render(summary_of(results, labels=Labels(INFO.classes, 0.5), info=info))
+    part = no_bands[no_bands.index('<h2 id="slide-table"') :]
+    assert table_rows(part)[0] == ["in", "2", "1", "50.0%", "0", "0.0"]
