@@ -296,3 +296,44 @@ def test_the_slide_table_gives_each_slides_review_count_and_colour_drift_flagged
     no_bands = render(summary_of(results, labels=Labels(INFO.classes, 0.5), info=info))
     part = no_bands[no_bands.index('<h2 id="slide-table"') :]
     assert table_rows(part)[0] == ["in", "2", "1", "50.0%", "0", "0.0"]
+
+
+def test_the_contents_link_every_section_in_order_and_the_positive_count_stands_out() -> None:
+    page = render(summary_of([doubtful("a", 1, 0.45), doubtful("a", 2, 0.55)]))
+    nav = page[page.index("<nav") : page.index("</nav>") + 6]
+    assert nav == (
+        '<nav id="contents" aria-label="contents"><a href="#review">Needs review (2)</a>'
+        '<a href="#slide-table">Per slide / patient</a>'
+        '<a href="#suspicious">Most suspicious, per slide</a><a href="#histogram">Score histogram</a>'
+        '<a href="#provenance">Provenance</a><a href="#model">About the model</a></nav>'
+    )
+    cards = re.findall(r'<div class="(card[^"]*)"><b>([^<]*)</b><span>([^<]*)</span>', page)
+    assert cards == [
+        ("card", "1", "non-IDC · 50.0% of classified"),
+        ("card pos", "1", "IDC · 50.0% of classified"),
+        ("card rev", "2", "need review · 100.0% of classified"),
+        ("card err", "0", "unreadable files"),
+        ("card", "0", "other files skipped"),
+    ]
+
+
+def test_figures_a_crafted_model_gives_as_anything_but_numbers_are_shown_as_text() -> None:
+    metrics = {
+        "estimate": "cv",
+        "n": True,
+        "recall": "high",
+        "review": {"share_reviewed": True, "decided_accuracy": "n/a"},
+    }
+    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, metrics=metrics)
+    broken = Result("/n/a/9.png", NameInfo("a", 9, 0, None), error="broken")
+    page = render(summary_of([doubtful("a", 1, 0.45), broken], info=info))
+    assert '<h2 id="errors" class="warn">Files that could not be classified (1)</h2>' in page
+    about = page[page.index('<h2 id="model">') :]
+    head = re.findall(r"<th>([^<]*)</th>", about)
+    values = re.findall(r"<td>([^<]*)</td>", about)
+    assert dict(zip(head, values, strict=True)) == {
+        "n": "True",
+        "sensitivity": "high",
+        "% marked for review": "True",
+        "accuracy of the other calls": "n/a",
+    }
