@@ -105,3 +105,19 @@ def test_models_without_a_colour_range_report_no_drift(tmp_path: Path) -> None:
     report = scan(SAMPLES / "9035", TINY, tmp_path)
     assert report["groups"][0]["colour_drift"] is None
     assert report["groups"][0]["outside_training"] is False
+
+
+def test_summed_patch_contributions_give_the_slides_own_statistics() -> None:
+    """colour_sums (one pass, via log-LMS's Gram matrix) pooled over patches equals slide_stats
+    on the same pixels, background left out of both."""
+    pixels = [load_rgb(p, (50, 50)).copy() for p in sorted((SAMPLES / "9035").rglob("*.png"))[:40]]
+    pixels[0][:25] = 250  # half a patch of glass
+    sums = np.sum([stain.colour_sums(p) for p in pixels], axis=0)
+    pooled = stain.stats_from_sums(tuple(sums))  # type: ignore[arg-type]
+    direct = stain.slide_stats(pixels)
+    assert pooled is not None and direct is not None and pooled.pixels == direct.pixels
+    np.testing.assert_allclose(pooled.mean, direct.mean, rtol=1e-9)
+    np.testing.assert_allclose(pooled.std, direct.std, rtol=1e-7)
+    assert stain.tissue_mask(np.array([[[214, 255, 255], [215, 215, 215]]], np.uint8)).tolist() == [
+        [True, False]
+    ]

@@ -79,7 +79,10 @@ def to_rgb(lab: np.ndarray) -> np.ndarray:
 
 
 def tissue_mask(pixels: np.ndarray) -> np.ndarray:
-    return pixels.min(axis=-1) < TISSUE_BELOW
+    """Where the darkest channel is below TISSUE_BELOW. (Two element-wise minimums: numpy's
+    `min(axis=-1)` over a 3-wide last axis took 60 us for a 50x50 patch, this 5.)"""
+    darkest = np.minimum(np.minimum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
+    return darkest < TISSUE_BELOW
 
 
 # Sums = (tissue pixels, sum of each l-alpha-beta channel, sum of each one's square): what a
@@ -88,10 +91,16 @@ Sums = tuple[float, float, float, float, float, float, float]
 
 
 def colour_sums(pixels: np.ndarray) -> Sums:
-    """One patch's contribution to its slide's colour statistics."""
-    lab = to_lab(pixels.reshape(-1, 3)[tissue_mask(pixels).reshape(-1)])
-    total, square = lab.sum(axis=0), (lab * lab).sum(axis=0)
-    return (float(len(lab)), *map(float, total), *map(float, square))  # type: ignore[return-value]
+    """One patch's contribution to its slide's colour statistics.
+
+    l-alpha-beta is a linear map of log LMS, so the sums of its values and of their squares
+    follow from log LMS's own sum and 3x3 Gram matrix: one pass over the pixels instead of
+    three (a worker does this for every 16th patch of a slide)."""
+    tissue = pixels.reshape(-1, 3)[tissue_mask(pixels).reshape(-1)]
+    log_lms = np.log10(np.maximum(tissue.astype(np.float64) @ _LMS_FROM_RGB.T, 1.0))
+    total = _LAB_FROM_LOG_LMS @ log_lms.sum(axis=0)
+    square = np.einsum("ij,jk,ik->i", _LAB_FROM_LOG_LMS, log_lms.T @ log_lms, _LAB_FROM_LOG_LMS)
+    return (float(len(tissue)), *map(float, total), *map(float, square))  # type: ignore[return-value]
 
 
 def stats_from_sums(sums: Sums) -> ColourStats | None:
