@@ -315,6 +315,13 @@ def test_the_contents_link_every_section_in_order_and_the_positive_count_stands_
         ("card err", "0", "unreadable files"),
         ("card", "0", "other files skipped"),
     ]
+    nothing_classified = render(
+        summary_of([Result("/n/a/1.png", NameInfo("a", 1, 0, None), error="x")])
+    )
+    shares = re.findall(
+        r'<div class="card[^"]*"><b>[^<]*</b><span>([^<]*)</span>', nothing_classified
+    )
+    assert shares[:3] == ["non-IDC · –", "IDC · –", "need review · –"]
 
 
 def test_figures_a_crafted_model_gives_as_anything_but_numbers_are_shown_as_text() -> None:
