@@ -14,8 +14,9 @@ from patchscan import metrics  # noqa: E402
 from patchscan.model import read_info  # noqa: E402
 from patchscan.results import Calibration, Labels  # noqa: E402
 from patchscan_train import data, operating  # noqa: E402
-from patchscan_train.cv import patient_folds, run_cv  # noqa: E402
+from patchscan_train.cv import merge_runs, patient_folds, run_cv  # noqa: E402
 from patchscan_train.cv_report import analyse, deciding_scores  # noqa: E402
+from patchscan_train.export import count_macs  # noqa: E402
 from patchscan_train.final import merged_reports, rewrite_card, train_final  # noqa: E402
 from patchscan_train.tasks import TASKS  # noqa: E402
 
@@ -78,17 +79,23 @@ def test_review_band_keeps_the_decided_error_under_target_and_holds_the_threshol
     assert base_error > 0.10  # the band is doing the work
 
 
-def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> None:
+def tiny_patients(root: Path) -> Path:
     """The 2 sample patients as 6 pseudo-patients (every third column of a slide), each with
-    both classes: each patch is scored by the fold that held its patient out, and the report's
-    figures come from those scores."""
-    root = tmp_path / "data"
+    both classes."""
     for path in sorted(SAMPLES.glob("*/*/*.png"))[::2]:
         column = int(path.stem.split("_x")[1].split("_")[0]) // 50
         patient = f"{path.parts[-3]}{column % 3}"
         target = root / patient / path.parent.name / path.name.replace(path.parts[-3], patient, 1)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(path.read_bytes())
+    return root
+
+
+def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> None:
+    """The 2 sample patients as 6 pseudo-patients (every third column of a slide), each with
+    both classes: each patch is scored by the fold that held its patient out, and the report's
+    figures come from those scores."""
+    root = tiny_patients(tmp_path / "data")
     variants = ("plain", "plain+reinhard", "plain+adabn")
     oof_path = run_cv("idc", root, tmp_path / "cv", k=3, epochs=1, seed=0, variants=variants)
     saved = np.load(oof_path)
@@ -128,6 +135,41 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
     (tmp_path / "final" / "idc.md").unlink()
     rewrite_card("idc", tmp_path / "final", [tmp_path / "cv"], "plain")
     assert (tmp_path / "final" / "idc.md").read_text() == card
+
+
+def test_an_ensembles_cv_is_the_mean_of_its_runs_and_it_ships_as_one_network(
+    tmp_path: Path,
+) -> None:
+    """Two CV runs of plain on the same folds (here one run and a copy with other scores) make
+    the CV of plain-x2: their mean, each run's own scores kept beside it; `final` then trains two
+    members and exports their mean as one ONNX file."""
+    root = tiny_patients(tmp_path / "data")
+    first = run_cv("idc", root, tmp_path / "a", k=3, epochs=1, seed=0, variants=("plain",))
+    second = tmp_path / "b"
+    second.mkdir()
+    (second / "cv.json").write_text((tmp_path / "a" / "cv.json").read_text())
+    saved = dict(np.load(first))
+    other = np.random.default_rng(1).random(len(saved["y"])).astype(np.float32)
+    np.savez_compressed(second / "oof.npz", **{**saved, "oof_plain": other})
+    merged = merge_runs([tmp_path / "a", second], "plain", tmp_path / "ens")
+    scores = np.load(merged)
+    np.testing.assert_allclose(scores["oof_plain-x2"], (saved["oof_plain"] + other) / 2, rtol=1e-6)
+    np.testing.assert_array_equal(scores["oof_plain #2"], other)
+    report = analyse(merged, "idc")
+    assert {"plain-x2", "plain #1", "plain #2"} <= set(report)
+    with pytest.raises(ValueError, match="other folds"):
+        record = json.loads((second / "cv.json").read_text())
+        (second / "cv.json").write_text(json.dumps({**record, "folds": record["folds"][::-1]}))
+        merge_runs([tmp_path / "a", second], "plain", tmp_path / "bad")
+
+    train_final("idc", root, tmp_path / "ens", "plain-x2", tmp_path / "final")
+    info = read_info(tmp_path / "final" / "idc.onnx")
+    assert info.training["members"] == 2 and info.training["seed"] == 0
+    figures = json.loads((tmp_path / "final" / "metrics.json").read_text())
+    single = count_macs(TASKS["idc"].build(TASKS["idc"].size))
+    assert figures["macs"] == 2 * single and len(figures["history"]) == 2
+    assert figures["onnx_max_difference"] < 1e-4
+    assert "An ensemble: 2 networks" in (tmp_path / "final" / "idc.md").read_text()
 
 
 def test_a_test_time_scoring_needs_the_recipe_whose_models_it_scores(tmp_path: Path) -> None:

@@ -157,6 +157,42 @@ def final(task: str, data: Path, cv_folder: Path, variant: str, out: Path | None
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
 @click.option(
+    "--cv",
+    "cv_folders",
+    type=FOLDER,
+    multiple=True,
+    required=True,
+    help="Two or more finished `cv` runs of VARIANT on the same folds: one per member.",
+)
+@click.option("--variant", default="plain", show_default=True, help="The recipe to average.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder.")
+def ensemble(task: str, cv_folders: tuple[Path, ...], variant: str, out: Path) -> None:
+    """The CV of an ensemble of VARIANT: the mean of the runs' out-of-fold scores, judged like a
+    recipe (cv-report.json; the variant VARIANT-xN, which `final` then trains N members of)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.cv import merge_runs
+    from patchscan_train.cv_report import analyse
+
+    try:
+        oof = merge_runs(list(cv_folders), variant, out)
+    except (OSError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"cannot merge the runs: {exc}") from None
+    report = analyse(oof, task)
+    click.echo(
+        json.dumps(
+            {
+                k: v["nested"]["pooled"]
+                for k, v in report.items()
+                if isinstance(v, dict) and "nested" in v
+            },
+            indent=2,
+        )
+    )
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
     "--run",
     "run_folder",
     type=FOLDER,

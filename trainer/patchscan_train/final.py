@@ -25,13 +25,14 @@ from patchscan.context import SlideContext
 from patchscan.imaging import load_rgb
 from patchscan.model import ModelInfo, read_info
 from patchscan.naming import parse_name
-from patchscan_train import data
+from patchscan_train import data, nets
 from patchscan_train.cv import recipe
 from patchscan_train.cv_report import markdown
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.operating import REVIEW_METHOD
 from patchscan_train.tasks import TASKS, THRESHOLD_RULES
 from patchscan_train.train import fit
+from patchscan_train.variants import members_of
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,10 @@ def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -
     examples = task.examples(root)
     images = data.load_images(examples, task.size)
     y = data.labels(examples)
-    settings = dataclasses.replace(task.fit, epochs=record["epochs"], seed=record["seed"])
-    model = task.build(task.size)
-    history, seconds = fit(model, (images, y), None, settings, task.augment)
+    model, history, seconds = _trained(task, variant, record, images, y)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / f"{task.name}.keras")
-    info = final_info(task, result, record, examples, int(model.count_params()), seconds)
+    info = final_info(task, result, record, examples, int(model.count_params()), seconds, variant)
     if task.context is not None:
         info = dataclasses.replace(info, stain=colour_range(task, examples))
     onnx = out / f"{task.name}.onnx"
@@ -60,7 +59,7 @@ def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -
         "onnx_max_difference": export_onnx(model, info, onnx, check),
         "onnx_images_per_second": onnx_throughput(onnx, check),
         "macs": count_macs(model),
-        "history": history,
+        "history": history[0] if len(history) == 1 else history,
         "training_seconds": seconds,
     }
     (out / "metrics.json").write_text(
@@ -68,6 +67,26 @@ def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -
     )
     write_final_card(out / f"{task.name}.md", task, info, report, variant, figures)
     return {"out": str(out), **info.metrics}
+
+
+def _trained(
+    task: Any, variant: str, record: dict[str, Any], images: np.ndarray, y: np.ndarray
+) -> tuple[Any, list[dict[str, list[float]]], float]:
+    """The recipe trained on every image: one model, or for an ensemble (plain-x2) each member
+    alike with its own seed (the CV's seed, then the next ones) and their probabilities averaged
+    in one network, so the scan still runs one ONNX file. Also each member's history, and the
+    total training time."""
+    members = members_of(variant)[1]
+    models, histories, total = [], [], 0.0
+    for member in range(members):
+        seed = record["seed"] + member
+        settings = dataclasses.replace(task.fit, epochs=record["epochs"], seed=seed)
+        model = task.build(task.size)
+        history, seconds = fit(model, (images, y), None, settings, task.augment)
+        models.append(model)
+        histories.append(history)
+        total += seconds
+    return (models[0] if members == 1 else nets.mean_of(models)), histories, total
 
 
 def rewrite_card(task_name: str, run: Path, cv_folders: list[Path], variant: str) -> Path:
@@ -99,9 +118,11 @@ def final_info(
     examples: list[data.Example],
     parameters: int,
     seconds: float,
+    variant: str = "plain",
 ) -> ModelInfo:
     """The metadata the scan reads: thresholds, calibration and review bands from the CV."""
     fitted, nested = result["fitted"], result["nested"]
+    members = members_of(variant)[1]
     context = None
     if task.context is not None:
         radius, self_weight = task.context
@@ -137,6 +158,7 @@ def final_info(
             "threshold_rule": f"{THRESHOLD_RULES[task.threshold_rule][1]} on all patients' "
             "out-of-fold scores",
             "seed": record["seed"],
+            **({"members": members} if members > 1 else {}),
             "epochs": record["epochs"],
             "parameters": parameters,
             "training_seconds": round(seconds),
@@ -265,7 +287,7 @@ others were called right {100 * nested["review"]["decided_accuracy"]:.1f}% of th
 not independent: a slide unlike these 32 can fall outside the guarantee.
 
 ## Model
-Trained on all {info.training["split_sizes"]["all"]:,} patches of the {patients_n} patients,
+{_members_words(info, variant)}Trained on all {info.training["split_sizes"]["all"]:,} patches of the {patients_n} patients,
 {info.training["epochs"]} epochs ({figures["training_seconds"] / 60:.1f} min on
 {platform.machine()}, TensorFlow {tf.__version__}); {info.training["parameters"]:,} parameters,
 {figures["macs"] / 1e6:.1f} M multiply-accumulates per patch,
@@ -275,6 +297,19 @@ difference on 500 patches: {figures["onnx_max_difference"]:.1e}. {task.data_summ
 ## License
 {info.license}
 """
+    )
+
+
+def _members_words(info: ModelInfo, variant: str) -> str:
+    members = info.training.get("members", 1)
+    if members == 1:
+        return ""
+    first = info.training["seed"]
+    return (
+        f"An ensemble: {members} networks of the same recipe, trained alike from seeds {first} to "
+        f"{first + members - 1}, their probabilities averaged inside the one ONNX file (the CV "
+        f"row `{variant}` judges exactly this: the mean of as many independently trained fold "
+        "models). "
     )
 
 

@@ -33,6 +33,19 @@ def idc_cnn(size: tuple[int, int]) -> keras.Model:
     return keras.Model(inputs, outputs, name="idc_cnn")
 
 
+def mean_of(members: list[keras.Model]) -> keras.Model:
+    """One network whose output is the mean of `members`' probabilities for the same input
+    (each kept whole, as a nested model, so its layers keep their names and weights)."""
+    shape = members[0].inputs[0].shape[1:]
+    inputs = keras.Input(shape, name="image")
+    outputs = [
+        keras.Model(m.inputs[0], m.outputs[0], name=f"member{i + 1}")(inputs)
+        for i, m in enumerate(members)
+    ]
+    mean = layers.Average(name="probability")(outputs)
+    return keras.Model(inputs, mean, name=f"mean_of_{len(members)}")
+
+
 # The skin model's ImageNet backbone and the first of its blocks it retrains: the last two
 # stages and the 1x1 head (Lite0: blocks 11-15; Lite2: 15-20). Everything before keeps its
 # ImageNet weights.

@@ -47,7 +47,7 @@ def fit_platt(y: np.ndarray, scores: np.ndarray, iterations: int = 50) -> Calibr
     t = y.astype(np.float64)
     a, b = 1.0, 0.0
     for _ in range(iterations):
-        p = 1 / (1 + np.exp(-(a * x + b)))
+        p = 0.5 * (1 + np.tanh(0.5 * (a * x + b)))  # the sigmoid, without exp's overflow
         w = np.maximum(p * (1 - p), 1e-12)
         gradient = np.array([np.sum((p - t) * x), np.sum(p - t)])
         hessian = np.array([[np.sum(w * x * x), np.sum(w * x)], [np.sum(w * x), np.sum(w)]])

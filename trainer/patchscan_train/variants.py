@@ -11,3 +11,17 @@ VARIANTS = ("plain", "reinhard", "strong-colour")
 # saw standardised patches); "plain+adabn" re-estimates the batch norms on each held-out slide
 # (adapt.py), "plain+adabn-half" mixes the slide's statistics half and half with training's.
 TEST_TIME = ("plain+reinhard", "plain+adabn", "plain+adabn-half")
+
+
+def ensemble_name(recipe: str, members: int) -> str:
+    """The name of an ensemble of `members` models of `recipe`, each trained alike: plain-x2."""
+    return f"{recipe}-x{members}"
+
+
+def members_of(variant: str) -> tuple[str, int]:
+    """A variant's recipe and how many models of it are averaged: plain-x2 -> (plain, 2),
+    plain -> (plain, 1)."""
+    recipe, _, count = variant.rpartition("-x")
+    if recipe and count.isdigit() and int(count) >= 2:
+        return recipe, int(count)
+    return variant, 1
