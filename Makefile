@@ -75,7 +75,9 @@ bench: $(DEV)
 ## module (docs/mutation.md). Not part of `make test`: hours on two cores. Starts afresh; with
 ## MUTANTS='patchscan.naming.* ...' (mutmut's names, wildcards allowed) it runs just those, on
 ## top of the results already in build/mutation/mutants (a module at a time, or the survivors
-## again after a new test). MUTATE_CHILDREN: mutants tested at once (default 1).
+## again after a new test). MUTATE_CHILDREN: mutants tested at once (default 1). Survivors are
+## then run again, each in a fresh pytest process (bench/mutation_confirm.py): mutmut's forking
+## runner has reported mutants as survived that their tests fail on.
 ## mutmut 3 wants the package at the top of its folder, so build/mutation/ links to the sources.
 ## mutmut is started from `python -c`, not its script: the scan's worker processes are spawned,
 ## and a spawned child re-runs the parent's main script, which would load mutmut in the child.
@@ -91,6 +93,7 @@ mutate: $(VENV)/.mutate-installed
 	cd $(MUTATION) && time ../../$(BIN)/python -c \
 		'import sys; from mutmut.__main__ import cli; sys.exit(cli())' \
 		run --max-children $(MUTATE_CHILDREN) $(MUTANTS)
+	$(BIN)/python bench/mutation_confirm.py $(MUTATION)/mutants
 	$(BIN)/python bench/mutation_summary.py $(MUTATION)/mutants --survivors
 
 ## train-idc: 8-fold patient-level CV of the shipped recipe (~10 min here), then the model on all

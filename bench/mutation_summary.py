@@ -40,14 +40,38 @@ def status_of(exit_code: int | None) -> str:
     return STATUS_BY_EXIT_CODE.get(exit_code, "suspicious")
 
 
-def load(mutants: Path) -> dict[str, dict[str, str]]:
-    """{module path: {mutant name: status}}, in path order."""
+def load(mutants: Path, *, confirmed: bool = True) -> dict[str, dict[str, str]]:
+    """{module path: {mutant name: status}}, in path order. With `confirmed`, a survivor that
+    bench/mutation_confirm.py saw killed in a fresh process, with its function's code unchanged
+    since, counts as killed."""
     by_module: dict[str, dict[str, str]] = {}
+    again = _confirmations(mutants) if confirmed else {}
     for meta in sorted(mutants.rglob("*.py.meta")):
-        exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
+        raw = json.loads(meta.read_text())
+        exit_codes: dict[str, int | None] = raw["exit_code_by_key"]
+        hashes: dict[str, str] = raw.get("hash_by_function_name", {})
         module = meta.relative_to(mutants).as_posix().removesuffix(".meta")
-        by_module[module] = {name: status_of(code) for name, code in exit_codes.items()}
+        by_module[module] = {}
+        for name, code in exit_codes.items():
+            status = status_of(code)
+            seen = again.get(name)
+            if status == "survived" and seen and seen["hash"] == hashes.get(function_of(name)):
+                status = seen["verdict"]
+            by_module[module][name] = status
     return by_module
+
+
+def function_of(mutant: str) -> str:
+    """patchscan.store.xǁResultStoreǁ__init____mutmut_8 -> patchscan.store.xǁResultStoreǁ__init__"""
+    return mutant.rsplit("__mutmut_", 1)[0]
+
+
+def _confirmations(mutants: Path) -> dict[str, dict[str, str]]:
+    path = mutants / CONFIRMED
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+CONFIRMED = "confirmed.json"  # bench/mutation_confirm.py's verdicts
 
 
 def counts(statuses: dict[str, str]) -> Counter[str]:
