@@ -185,3 +185,7 @@ def test_cv_reports_merge_only_on_the_same_folds() -> None:
         merged_reports([plain, {**other, "folds": [["b"], ["a"]]}])
     with pytest.raises(ValueError, match="not comparable"):
         merged_reports([plain, {**other, "epochs": 20}])
+    member = {"folds": plain["folds"], "epochs": 10, "plain #2": {"fitted": 3, "nested": {"n": 1}}}
+    again = {**member, "plain": member["plain #2"], "plain+adabn": {"nested": {"n": 2}}}
+    merged = merged_reports([member, again])  # an ensemble's member, and the run it came from
+    assert set(merged) == {"folds", "epochs", "plain #2", "plain+adabn"}

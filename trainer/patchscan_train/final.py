@@ -102,12 +102,18 @@ def rewrite_card(task_name: str, run: Path, cv_folders: list[Path], variant: str
 
 
 def merged_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report with every recipe of `reports`, which must share their folds and epochs."""
+    """One report with every recipe of `reports`, which must share their folds and epochs. A
+    recipe already there by name, or by its very figures under another name (a run that is also
+    an ensemble's member, `plain #2`), is not added twice."""
     merged = dict(reports[0])
     for other in reports[1:]:
         if other["folds"] != merged["folds"] or other["epochs"] != merged["epochs"]:
             raise ValueError("the CV runs differ in their folds or epochs: not comparable")
-        merged.update({k: v for k, v in other.items() if k not in merged})
+        known = [v["nested"] for v in merged.values() if isinstance(v, dict) and "nested" in v]
+        for name, result in other.items():
+            repeated = isinstance(result, dict) and result.get("nested") in known
+            if name not in merged and not repeated:
+                merged[name] = result
     return merged
 
 
