@@ -46,8 +46,10 @@ def main() -> int:
     record = mutants / CONFIRMED
     confirmed: dict[str, dict[str, str]] = json.loads(record.read_text()) if record.exists() else {}
     hashes: dict[str, str] = {}
-    for meta in mutants.rglob("*.py.meta"):
-        hashes.update(json.loads(meta.read_text()).get("hash_by_function_name", {}))
+    for meta in mutants.rglob("*.py.meta"):  # keyed by function alone: prefix the module
+        module = meta.relative_to(mutants).as_posix().removesuffix(".py.meta").replace("/", ".")
+        by_name = json.loads(meta.read_text()).get("hash_by_function_name", {})
+        hashes.update({f"{module}.{name}": code for name, code in by_name.items()})
     survivors = [
         name
         for module, statuses in load(mutants, confirmed=False).items()
@@ -58,6 +60,8 @@ def main() -> int:
     started = time.monotonic()
     for name in survivors:
         function = function_of(name)
+        if confirmed.get(name, {}).get("hash") == hashes.get(function, ""):
+            continue  # run again already, and its code has not changed since
         tests = sorted(by_function.get(function, []), key=lambda t: duration.get(t, 0))
         seen = verdict(mutants, name, tests)
         confirmed[name] = {"verdict": seen, "hash": hashes.get(function, "")}

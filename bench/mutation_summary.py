@@ -55,7 +55,8 @@ def load(mutants: Path, *, confirmed: bool = True) -> dict[str, dict[str, str]]:
         for name, code in exit_codes.items():
             status = status_of(code)
             seen = again.get(name)
-            if status == "survived" and seen and seen["hash"] == hashes.get(function_of(name)):
+            code = hashes.get(function_of(name).rsplit(".", 1)[-1])  # keyed without the module
+            if status == "survived" and seen and code and seen["hash"] == code:
                 status = seen["verdict"]
             by_module[module][name] = status
     return by_module
