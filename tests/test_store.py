@@ -171,6 +171,7 @@ def test_a_store_from_before_colour_sampling_is_upgraded_in_place(
         main, ["scan", str(patches), "--model", str(tiny_model), "--csv", str(tmp_path / "r.csv")]
     )
     assert result.exit_code == 2 and "not a patchscan result store" in result.output
+    assert "(unknown schema version 3)" in result.output
 
 
 def test_store_inside_the_scanned_folder_is_not_an_input(
