@@ -128,9 +128,7 @@ def test_the_json_is_indented_utf8_with_a_final_newline(tmp_path: Path) -> None:
 
 
 def review_section(page: str) -> str:
-    start = (
-        page.index("<h2 id='review'") if "<h2 id='review'" in page else page.index('id="review"')
-    )
+    start = page.index('<h2 id="review"')
     return page[start : page.find("<h2", start + 3)]
 
 
@@ -344,3 +342,147 @@ def test_figures_a_crafted_model_gives_as_anything_but_numbers_are_shown_as_text
         "% marked for review": "True",
         "accuracy of the other calls": "n/a",
     }
+
+
+class _Loose(HTMLParser):
+    """Text that sits directly in an element meant to hold only other elements (a table row,
+    the contents bar, a row of cards or thumbnails, a slide's maps): a reader would see it
+    outside every cell and caption."""
+
+    CONTAINERS = frozenset({"main", "table", "tr", "nav", "ul", "details", "figure"})
+    CLASSES = frozenset({"cards", "thumbs", "maps", "legend"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[bool] = []  # per open element: whether it holds elements only
+        self.loose: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("br", "img", "meta", "wbr", "stop", "rect", "line"):
+            return
+        css = dict(attrs).get("class") or ""
+        self.open.append(tag in self.CONTAINERS or (tag == "div" and css in self.CLASSES))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag not in ("br", "img", "meta", "wbr", "stop", "rect", "line") and self.open:
+            self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        if self.open and self.open[-1] and data.strip():
+            self.loose.append(data)
+
+
+def loose_text(page: str) -> list[str]:
+    parser = _Loose()
+    parser.feed(page)
+    return parser.loose
+
+
+def four_slides() -> list[Result]:
+    """Four slides with positioned patches, one of them named to wrap, and a one-patch slide
+    whose one call is doubtful."""
+    return [
+        *(positioned("a_b-c", x, 0.9, "IDC") for x in (0, 50, 100)),
+        *(positioned("d", x, 0.8) for x in (0, 50)),
+        positioned("e", 0, 0.7),
+        positioned("f", 0, 0.45),
+        Result("/n/f/9.png", NameInfo("f", 9, 0, None), error="broken"),
+    ]
+
+
+def test_nothing_stands_loose_between_a_pages_rows_cards_thumbnails_and_maps(
+    tmp_path: Path,
+) -> None:
+    png = tmp_path / "p.png"
+    Image.new("RGB", (50, 50), (180, 90, 140)).save(png)
+    results = four_slides()
+    results[-2].path = str(png)
+    for labels in (LABELS, Labels(INFO.classes, 0.5)):
+        page = render(summary_of([*results, doubtful("g", 1, 0.45)], labels=labels))
+        assert loose_text(page) == []
+
+
+def test_slide_cards_open_the_first_three_and_say_what_each_slide_holds() -> None:
+    page = render(summary_of(four_slides()))
+    cards = re.findall(
+        r'<details class="slide" id="(slide-\d+)"( open)?><summary>(.*?)</summary>', page
+    )
+    assert [(anchor, opened, text(summary)) for anchor, opened, summary in cards] == [
+        ("slide-0", " open", "a_b-c · 3 patches · 3 IDC (100.0%) · 0 to review"),
+        ("slide-1", " open", "d · 2 patches · 2 IDC (100.0%) · 0 to review"),
+        ("slide-2", " open", "e · 1 patches · 1 IDC (100.0%) · 0 to review"),
+        ("slide-3", "", "f · 1 patches · 0 IDC (0.0%) · 1 to review"),
+    ]
+    assert "<b>a_<wbr>b-<wbr>c</b>" in page  # a long name wraps after _ and - only
+    review = table_rows(review_section(page))
+    assert review == [["f", "1", "100.0%"]]  # of its one classified patch, not of two files
+    plain = render(summary_of(four_slides(), labels=Labels(INFO.classes, 0.5)))
+    assert "to review" not in plain
+
+
+def test_provenance_names_what_made_the_results() -> None:
+    page = render(
+        summary_of(
+            [doubtful("a", 1, 0.45)], "2026-12-04T10:00:00+00:00", "2026-12-04T10:01:00+00:00"
+        )
+    )
+    table = page[page.index('<table class="prov">') :]
+    table = table[: table.index("</table>")]
+    rows = re.findall(r'<tr><th class="l">([^<]*)</th><td>(.*?)</td></tr>', table)
+    assert rows[:6] == [
+        ("tool", "patchscan 9.9"),
+        ("model", "t 0 (t.onnx)"),
+        ("model sha256", f"<code>{'0' * 64}</code>"),
+        ("threshold", "0.5 → IDC when P ≥ threshold"),
+        ("command", "<code>patchscan scan x</code>"),
+        ("started / finished", "2026-12-04T10:00:00+00:00 / 2026-12-04T10:01:00+00:00"),
+    ]
+
+
+def test_slides_outside_the_training_colours_are_named_first_in_name_order() -> None:
+    mean, std = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
+    spread = {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]}
+    colour = {
+        "reference": {"mean": list(mean), "std": list(std)},
+        "spread": spread,
+        "drift_limit": 3,
+    }
+    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    far, farther = (mean[0] + 0.4, *mean[1:]), (mean[0] + 0.5, *mean[1:])
+    results = [
+        positioned("z", 0, 0.9),
+        positioned("m", 0, 0.9),
+        positioned("a", 0, 0.2),
+    ]
+    results[0].colour, results[1].colour = sums_of(far, std), sums_of(farther, std)  # type: ignore[assignment]
+    results[2].colour = sums_of(mean, std)  # type: ignore[assignment]
+    page = render(summary_of(results, info=info))
+    warning = text(
+        page[
+            page.index("<p class='warn' id='drift'>") : page.index("</p>", page.index("id='drift'"))
+        ]
+    )
+    assert warning.startswith(
+        "2 slide(s) outside what the model was trained on (tissue colours more than 3 "
+    )
+    assert "training slides): m (10.0), z (8.0). Their calls" in warning
+    cards = re.findall(r'<details class="slide"[^>]*><summary>(.*?)</summary>', page)
+    assert [c.endswith("<span class='warn'>colours unlike training</span>") for c in cards] == [
+        True,
+        True,
+        False,
+    ]
+
+
+def test_a_scan_without_doubtful_calls_says_so_and_what_the_band_guarantees() -> None:
+    labels = Labels(INFO.classes, 0.5, review=ReviewBand(0.4, 0.6), review_target=0.05)
+    page = render(summary_of([positioned("a", 0, 0.9)], labels=labels))
+    part = review_section(page)
+    assert part.startswith('<h2 id="review">Needs review (0)</h2>')
+    assert text(part) == (
+        "Needs review (0)No call fell in the model's review band. Outside the band, the model's "
+        "calls were wrong at most 5% of the time on held-out data (95% confidence)."
+    )
+    assert 'id="review"' not in render(
+        summary_of([positioned("a", 0, 0.9)], labels=Labels(INFO.classes, 0.5))
+    )
