@@ -185,7 +185,10 @@ def test_cv_reports_merge_only_on_the_same_folds() -> None:
         merged_reports([plain, {**other, "folds": [["b"], ["a"]]}])
     with pytest.raises(ValueError, match="not comparable"):
         merged_reports([plain, {**other, "epochs": 20}])
-    member = {"folds": plain["folds"], "epochs": 10, "plain #2": {"fitted": 3, "nested": {"n": 1}}}
-    again = {**member, "plain": member["plain #2"], "plain+adabn": {"nested": {"n": 2}}}
+    pooled = {"n": 5, "roc_auc": float("nan"), "f1": 0.75}  # no ROC AUC without negatives
+    member = {"folds": plain["folds"], "epochs": 10, "plain #2": {"nested": {"pooled": pooled}}}
+    analysed_again = {"nested": {"pooled": {**pooled, "f1": 0.75 + 1e-12}}}  # the last bits
+    other = {"nested": {"pooled": {**pooled, "f1": 0.7}}}
+    again = {**member, "plain": analysed_again, "plain+adabn": other}
     merged = merged_reports([member, again])  # an ensemble's member, and the run it came from
     assert set(merged) == {"folds", "epochs", "plain #2", "plain+adabn"}

@@ -109,12 +109,19 @@ def merged_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
     for other in reports[1:]:
         if other["folds"] != merged["folds"] or other["epochs"] != merged["epochs"]:
             raise ValueError("the CV runs differ in their folds or epochs: not comparable")
-        known = [v["nested"] for v in merged.values() if isinstance(v, dict) and "nested" in v]
+        known = {_figures(v) for v in merged.values() if isinstance(v, dict) and "nested" in v}
         for name, result in other.items():
-            repeated = isinstance(result, dict) and result.get("nested") in known
+            repeated = isinstance(result, dict) and "nested" in result and _figures(result) in known
             if name not in merged and not repeated:
                 merged[name] = result
     return merged
+
+
+def _figures(result: dict[str, Any]) -> str:
+    """A recipe's pooled nested figures to 6 places, as text: the same scores analysed twice
+    (once as an ensemble's member) differ in their last bits, and NaN equals itself here."""
+    pooled = result["nested"]["pooled"]
+    return json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in pooled.items()})
 
 
 def final_info(
