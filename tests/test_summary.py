@@ -3,6 +3,7 @@ scan-based test with one slide cannot tell apart (found by `make mutate`, docs/m
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from html.parser import HTMLParser
@@ -14,7 +15,7 @@ from PIL import Image
 from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
 from patchscan.naming import NameInfo
-from patchscan.report.html_writer import render
+from patchscan.report.html_writer import MAX_SLIDES, render
 from patchscan.report.images import MIN_MAP_WIDTH, REVIEW_COLOURS, TRUTH_COLOURS, gradient_stops
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
@@ -486,3 +487,64 @@ def test_a_scan_without_doubtful_calls_says_so_and_what_the_band_guarantees() ->
     assert 'id="review"' not in render(
         summary_of([positioned("a", 0, 0.9)], labels=Labels(INFO.classes, 0.5))
     )
+
+
+def test_provenance_gives_the_slide_context_rule_only_for_a_model_that_has_one() -> None:
+    with_context = Labels(INFO.classes, 0.5, context_threshold=0.7)
+    pages = {
+        "context": render(
+            summary_of([positioned("s", 0, 0.9)], labels=with_context, info=CONTEXT_INFO)
+        ),
+        "plain": render(summary_of([positioned("s", 0, 0.9)])),
+    }
+    rows = {
+        kind: dict(re.findall(r'<tr><th class="l">([^<]*)</th><td>(.*?)</td></tr>', page))
+        for kind, page in pages.items()
+    }
+    assert html.unescape(rows["context"]["slide context"]) == (
+        "a patch with a position is labelled IDC when the weighted mean of its P (×2) and its "
+        "neighbours' (up to 1 patches away) is ≥ 0.7"
+    )
+    assert "slide context" not in rows["plain"] and len(rows["plain"]) == 6
+    assert "heatmap: slide-context score" in pages["context"]
+    assert "<figcaption>slide-context score</figcaption>" in pages["context"]
+    assert "heatmap: P(IDC)" in pages["plain"]
+
+
+def test_the_agreement_section_gives_the_metrics_and_the_confusion_matrix_by_class() -> None:
+    results = [
+        positioned("s", 0, 0.9, "IDC"),  # true positive
+        positioned("s", 50, 0.8, "non-IDC"),  # false positive
+        positioned("s", 100, 0.2, "non-IDC"),  # true negative
+        positioned("s", 150, 0.1, "IDC"),  # false negative
+        positioned("s", 200, 0.3, "non-IDC"),  # true negative
+    ]
+    page = render(summary_of(results))
+    part = page[
+        page.index('<h2 id="agreement">') : page.index("<h2", page.index('<h2 id="agreement">') + 3)
+    ]
+    assert "precision, recall and F1 are for IDC;" in part
+    first, second = part.split("</table>")[:2]
+    assert re.findall(r"<th>([^<]*)</th>", first) == [
+        "n", "accuracy", "balanced accuracy", "precision", "recall", "f1", "roc auc"
+    ]  # fmt: skip
+    assert re.findall(r"<td>([^<]*)</td>", first)[:4] == ["5", "0.600", "0.583", "0.500"]
+    assert re.findall(r"<t[hd][^>]*>([^<]*)</t[hd]>", second) == [
+        "true \\ predicted", "non-IDC", "IDC", "non-IDC", "2", "1", "IDC", "1", "1"
+    ]  # fmt: skip
+
+
+def test_slides_past_the_carded_ones_are_counted_in_the_tables_note() -> None:
+    results = [positioned(f"s{i:02}", 0, 0.9) for i in range(MAX_SLIDES + 2)]
+    page = render(summary_of(results))
+    note = text(
+        page[
+            page.index('<h2 id="slide-table"') : page.index(
+                "<table", page.index('<h2 id="slide-table"')
+            )
+        ]
+    )
+    assert note.endswith(f"The 2 slides past the first {MAX_SLIDES} have no card.")
+    assert page.count('<details class="slide"') == MAX_SLIDES
+    few = render(summary_of(results[:MAX_SLIDES]))
+    assert "have no card" not in few
