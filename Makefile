@@ -96,11 +96,14 @@ mutate: $(VENV)/.mutate-installed
 	$(BIN)/python bench/mutation_confirm.py $(MUTATION)/mutants
 	$(BIN)/python bench/mutation_summary.py $(MUTATION)/mutants --survivors
 
-## train-idc: 8-fold patient-level CV of the shipped recipe (~10 min here), then the model on all
-## patients with the CV's calibration, thresholds and review bands (~4 min)
+## train-idc: the shipped recipe, plain-x2: two 8-fold patient-level CVs of the plain recipe on the
+## same folds (~22 min each here), judged as the mean of two networks (the ensemble's CV), then
+## two networks on all patients with the CV's calibration, thresholds and review bands (~10 min)
 train-idc: $(DEV)
 	$(BIN)/patchscan-train cv idc --data ../shared/data/idc --out runs/idc-cv --epochs 10 --variant plain
-	$(BIN)/patchscan-train final idc --data ../shared/data/idc --cv runs/idc-cv --variant plain --out runs/idc
+	$(BIN)/patchscan-train cv idc --data ../shared/data/idc --out runs/idc-cv-2 --epochs 10 --variant plain
+	$(BIN)/patchscan-train ensemble idc --cv runs/idc-cv --cv runs/idc-cv-2 --variant plain --out runs/idc-cv-ens
+	$(BIN)/patchscan-train final idc --data ../shared/data/idc --cv runs/idc-cv-ens --variant plain-x2 --out runs/idc
 	cp runs/idc/idc.onnx runs/idc/idc.md tool/patchscan/models/
 	cp runs/idc/idc.keras bench/
 
