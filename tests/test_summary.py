@@ -16,7 +16,14 @@ from patchscan.context import SlideContext
 from patchscan.model import ModelInfo
 from patchscan.naming import NameInfo
 from patchscan.report.html_writer import MAX_SLIDES, render
-from patchscan.report.images import MIN_MAP_WIDTH, REVIEW_COLOURS, TRUTH_COLOURS, gradient_stops
+from patchscan.report.images import (
+    MIN_MAP_WIDTH,
+    REVIEW_COLOURS,
+    TRUTH_COLOURS,
+    around_threshold,
+    colour,
+    gradient_stops,
+)
 from patchscan.report.json_writer import write_json
 from patchscan.report.summary import Provenance, Summary
 from patchscan.results import TILE, Labels, Result, ReviewBand
@@ -548,3 +555,92 @@ def test_slides_past_the_carded_ones_are_counted_in_the_tables_note() -> None:
     assert page.count('<details class="slide"') == MAX_SLIDES
     few = render(summary_of(results[:MAX_SLIDES]))
     assert "have no card" not in few
+
+
+def histogram_svg(page: str) -> str:
+    start = page.index('<svg width="600"')
+    return page[start : page.index("</svg>", start) + 6]
+
+
+def test_the_histogram_draws_each_bin_to_scale_coloured_around_the_threshold() -> None:
+    """Bars 30 px apart, 28 wide, the tallest 160 high; each coloured by its middle's place
+    around the threshold and titled with its range and count; the axis under them."""
+    results = [positioned("s", 50 * i, p) for i, p in enumerate((0.02, 0.03, 0.04, 0.04, 0.97))]
+    page = render(summary_of(results))
+    svg = histogram_svg(page)
+    assert svg.startswith('<svg width="600" height="178" role="img" aria-label="histogram">')
+    bars = re.findall(
+        r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)" fill="rgb\(([^)]*)\)">'
+        r"<title>([^<]*)</title></rect>",
+        svg,
+    )
+    assert len(bars) == 20
+
+    def fill(bin_: int) -> str:
+        rgb = colour(around_threshold(np.array([(bin_ + 0.5) / 20]), 0.5))[0]
+        return ", ".join(str(int(c)) for c in rgb)
+
+    assert bars[0] == ("1.0", "0.0", "28.0", "160.0", fill(0), "0.00–0.05: 4")
+    assert bars[19] == ("571.0", "120.0", "28.0", "40.0", fill(19), "0.95–1.00: 1")
+    assert bars[10] == ("301.0", "160.0", "28.0", "0.0", fill(10), "0.50–0.55: 0")
+    assert fill(0) != fill(19)
+    assert '<text x="0" y="174" font-size="11">0</text>' in svg
+    assert '<text x="592" y="174" font-size="11">1</text>' in svg
+    assert (
+        '<line x1="300.0" x2="300.0" y1="0" y2="160" stroke="#000" stroke-dasharray="4 3"/>' in svg
+    )
+    assert '<text x="304.0" y="12" font-size="11">threshold 0.5</text>' in svg
+    note = text(
+        page[
+            page.index('<h2 id="histogram"') : page.index("<svg", page.index('<h2 id="histogram"'))
+        ]
+    )
+    assert note.endswith("Files per bin of the score each was labelled by, P(IDC); tallest bar 4.")
+
+
+def test_two_thresholds_are_each_drawn_and_named_the_most_used_first() -> None:
+    """A slide-context model's positioned patches are called at its context threshold, a loose
+    file at the model's own: both lines, named, the one more files were called at on top."""
+    with_context = Labels(INFO.classes, 0.5, context_threshold=0.7)
+    loose = Result("/n/x.png", NameInfo("x", None, None, None), 0.6, "IDC")
+    results = [positioned("s", 50 * i, 0.9) for i in range(3)]
+    for r in results:
+        r.context = 0.9
+    page = render(summary_of([*results, loose], labels=with_context, info=CONTEXT_INFO))
+    svg = histogram_svg(page)
+    assert '<text x="424.0" y="12" font-size="11">threshold 0.7 (slide context)</text>' in svg
+    assert '<text x="304.0" y="25" font-size="11">threshold 0.5 (patch alone)</text>' in svg
+    note = text(
+        page[
+            page.index('<h2 id="histogram"') : page.index("<svg", page.index('<h2 id="histogram"'))
+        ]
+    )
+    assert "the slide-context score for patches with a position, else P(IDC)" in note
+
+
+def test_most_suspicious_shows_each_slides_highest_or_a_photo_scans_highest(tmp_path: Path) -> None:
+    png = tmp_path / "p.png"
+    Image.new("RGB", (50, 50), (180, 90, 140)).save(png)
+    results = [positioned("b", 0, 0.9), positioned("b", 50, 0.8), positioned("a", 0, 0.3)]
+    for r in results:
+        r.path = str(png)
+    page = render(summary_of(results))
+    part = page[page.index('<h2 id="suspicious"') :]
+    part = part[: part.index("<h2", 3)]
+    assert text(part).startswith(
+        "Most suspicious, per slideEach slide's 6 patches with the highest P(IDC)"
+    )
+    blocks = re.findall(r"<h3>(.*?)</h3><div class='thumbs'>(.*?)</div>", part)
+    assert [(text(h), re.findall(r"<b>([^<]*)</b>", t)) for h, t in blocks] == [
+        ("b · 2 IDC", ["0.900", "0.800"]),
+        ("a · 0 IDC", ["0.300"]),
+    ]
+    photos = [
+        Result(str(png), NameInfo("", None, None, None), p, LABELS.of_probability(p))
+        for p in (0.2, 0.7)
+    ]
+    page = render(summary_of(photos))
+    part = page[page.index('<h2 id="suspicious"') :]
+    part = part[: part.index("<h2", 3)]
+    assert text(part).startswith("Most suspiciousThe 2 files with the highest P(IDC).")
+    assert re.findall(r"<b>([^<]*)</b>", part) == ["0.700", "0.200"]
