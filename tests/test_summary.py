@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from patchscan.context import SlideContext
@@ -644,3 +645,86 @@ def test_most_suspicious_shows_each_slides_highest_or_a_photo_scans_highest(tmp_
     part = part[: part.index("<h2", 3)]
     assert text(part).startswith("Most suspiciousThe 2 files with the highest P(IDC).")
     assert re.findall(r"<b>([^<]*)</b>", part) == ["0.700", "0.200"]
+
+
+def test_the_json_says_exactly_what_the_scan_found() -> None:
+    """Every field of the JSON report for a small scan worked out by hand: a slide of three
+    patches called by slide context (one doubtful, one missed), a loose doubtful photo, a broken
+    file and two skipped ones."""
+    model = ModelInfo(
+        "t", "0", "", INFO.classes, (50, 50), threshold=0.5,
+        context=SlideContext(50, 1, 2.0, 0.7),
+        review={"confidence": 0.95, "method": "LTT", "calibration_set": {"patients": 32}},
+    )  # fmt: skip
+    labels = Labels(
+        INFO.classes, 0.5, context_threshold=0.75, review=ReviewBand(0.4, 0.6),
+        context_review=ReviewBand(0.6, 0.8), review_target=0.05,
+    )  # fmt: skip
+
+    def patch(x: int, probability: float, context: float, truth: str) -> Result:
+        return Result(
+            f"/n/s/{x}.png", NameInfo("s", x, 0, truth), probability, labels.of_context(context),
+            context=context, review=context in labels.context_review,  # type: ignore[operator]
+        )  # fmt: skip
+
+    summary = summary_of(
+        [
+            patch(0, 0.9, 0.95, "IDC"),
+            patch(50, 0.6, 0.65, "IDC"),  # doubtful, and missed
+            patch(100, 0.1, 0.2, "non-IDC"),
+            Result("/n/x/p.png", NameInfo("x", None, None, None), 0.45, "non-IDC", review=True),
+            Result("/n/s/150.png", NameInfo("s", 150, 0, None), error="broken"),
+        ],
+        "2026-12-04T10:00:00+00:00",
+        "2026-12-04T10:01:00+00:00",
+        labels=labels,
+        info=model,
+    )
+    summary.add_skipped("not an image")
+    summary.add_skipped("not an image")
+    report = summary.as_dict()
+    groups, metrics = report.pop("groups"), report.pop("metrics")
+    assert report == {
+        "tool": {"name": "patchscan", "version": "9.9"},
+        "model": {
+            "name": "t", "version": "0", "path": "t.onnx", "sha256": "0" * 64, "threshold": 0.5,
+            "slide_context": {"step": 50, "radius": 1, "self_weight": 2.0, "threshold": 0.75},
+            "classes": ["non-IDC", "IDC"], "positive_class": "IDC",
+        },
+        "settings": {},
+        "command_line": "patchscan scan x",
+        "started": "2026-12-04T10:00:00+00:00",
+        "finished": "2026-12-04T10:01:00+00:00",
+        "interrupted": False,
+        "files": 5,
+        "counts": {"non-IDC": 3, "IDC": 1},
+        "review": {
+            "total": 2, "counts": {"non-IDC": 2, "IDC": 0}, "target_error": 0.05,
+            "confidence": 0.95, "method": "LTT", "calibration_set": {"patients": 32},
+        },
+        "errors": 1,
+        "error_list": [{"path": "/n/s/150.png", "error": "broken"}],
+        "skipped": {"not an image": 2},
+        "histogram": {
+            "bins": 20,
+            "counts": [0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+            "of": "the score each label was decided on (slide context where applied)",
+        },
+    }  # fmt: skip
+    slide, photo = groups
+    slide_metrics = slide.pop("metrics")
+    assert slide == {
+        "group": "s", "files": 4, "classified": 3, "positive": 1,
+        "positive_fraction": pytest.approx(1 / 3), "review": 1,
+        "mean_probability": pytest.approx((0.9 + 0.6 + 0.1) / 3), "errors": 1,
+        "truth_positive": 2, "colour_drift": None, "outside_training": False,
+    }  # fmt: skip
+    assert (slide_metrics["recall"], slide_metrics["roc_auc"]) == (0.5, 1.0)
+    assert photo == {
+        "group": "x", "files": 1, "classified": 1, "positive": 0, "positive_fraction": 0.0,
+        "review": 1, "mean_probability": 0.45, "errors": 0,
+        "colour_drift": None, "outside_training": False,
+    }  # fmt: skip
+    assert metrics["n"] == 3 and metrics["accuracy"] == pytest.approx(2 / 3)
+    assert metrics["confusion_matrix"] == [[1, 0], [1, 1]] and metrics["roc_auc"] == 1.0
+    assert metrics["confusion_matrix_labels"] == ["non-IDC", "IDC"]
