@@ -358,7 +358,9 @@ class _Loose(HTMLParser):
     the contents bar, a row of cards or thumbnails, a slide's maps): a reader would see it
     outside every cell and caption."""
 
-    CONTAINERS = frozenset({"main", "table", "tr", "nav", "ul", "details", "figure"})
+    CONTAINERS = frozenset(
+        {"main", "table", "tr", "nav", "ul", "details", "figure", "svg", "defs", "lineargradient"}
+    )
     CLASSES = frozenset({"cards", "thumbs", "maps", "legend"})
 
     def __init__(self) -> None:
@@ -402,13 +404,29 @@ def four_slides() -> list[Result]:
 def test_nothing_stands_loose_between_a_pages_rows_cards_thumbnails_and_maps(
     tmp_path: Path,
 ) -> None:
+    """Pages with two or more of everything that is listed (rows, thumbnails, bars, errors,
+    skipped reasons), with and without a review band, truth and a colour range; a photo scan;
+    and a scan where nothing could be read."""
     png = tmp_path / "p.png"
     Image.new("RGB", (50, 50), (180, 90, 140)).save(png)
-    results = four_slides()
-    results[-2].path = str(png)
-    for labels in (LABELS, Labels(INFO.classes, 0.5)):
-        page = render(summary_of([*results, doubtful("g", 1, 0.45)], labels=labels))
-        assert loose_text(page) == []
+    colour = {"reference": {"mean": [3.8, 0, 0], "std": [0.1, 0.01, 0.01]}, "drift_limit": 3}
+    colour["spread"] = colour["reference"]
+    stained = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    slides = [*four_slides(), positioned("f", 50, 0.55, "IDC")]
+    for result in slides:
+        result.path = str(png)
+    broken = [Result(f"/n/f/{i}.png", NameInfo("f", None, None, None), error="x") for i in (1, 2)]
+    photos = [Result(str(png), NameInfo("", None, None, None), p, "IDC") for p in (0.7, 0.9)]
+    pages = [
+        summary_of([*slides, *broken], labels=labels, info=info)
+        for labels in (LABELS, Labels(INFO.classes, 0.5))
+        for info in (INFO, stained)
+    ]
+    pages += [summary_of(photos), summary_of(broken)]
+    for summary in pages:
+        summary.add_skipped("not an image")
+        summary.add_skipped("hidden")
+        assert loose_text(render(summary)) == []
 
 
 def test_slide_cards_open_the_first_three_and_say_what_each_slide_holds() -> None:
@@ -543,7 +561,7 @@ def test_the_agreement_section_gives_the_metrics_and_the_confusion_matrix_by_cla
 
 
 def test_slides_past_the_carded_ones_are_counted_in_the_tables_note() -> None:
-    results = [positioned(f"s{i:02}", 0, 0.9) for i in range(MAX_SLIDES + 2)]
+    results = [positioned(f"s{i:02}", 0, 0.9) for i in range(MAX_SLIDES + 1)]
     page = render(summary_of(results))
     note = text(
         page[
@@ -552,7 +570,7 @@ def test_slides_past_the_carded_ones_are_counted_in_the_tables_note() -> None:
             )
         ]
     )
-    assert note.endswith(f"The 2 slides past the first {MAX_SLIDES} have no card.")
+    assert note.endswith(f"The 1 slides past the first {MAX_SLIDES} have no card.")
     assert page.count('<details class="slide"') == MAX_SLIDES
     few = render(summary_of(results[:MAX_SLIDES]))
     assert "have no card" not in few
@@ -728,3 +746,53 @@ def test_the_json_says_exactly_what_the_scan_found() -> None:
     assert metrics["n"] == 3 and metrics["accuracy"] == pytest.approx(2 / 3)
     assert metrics["confusion_matrix"] == [[1, 0], [1, 1]] and metrics["roc_auc"] == 1.0
     assert metrics["confusion_matrix_labels"] == ["non-IDC", "IDC"]
+
+
+def table_head(page: str, anchor: str) -> list[str]:
+    part = page[page.index(f'<h2 id="{anchor}"') :]
+    return re.findall(r"<th[^>]*>(.*?)</th>", part[: part.index("</tr>")])
+
+
+def page_section(page: str, anchor: str) -> str:
+    start = page.index(f'<h2 id="{anchor}"')
+    end = page.find("<h2", start + 3)
+    return page[start : end if end > 0 else len(page)]
+
+
+def test_the_slide_tables_columns_follow_what_the_scan_has() -> None:
+    """need review only with a band, truth columns only with truth in the names, colour drift
+    only for a model with a colour range."""
+    truth = [positioned("s", 0, 0.9, "IDC"), positioned("s", 50, 0.2, "non-IDC")]
+    banded = table_head(render(summary_of(truth)), "slide-table")
+    assert banded == [
+        "slide / patient", "files", "IDC", "% IDC", "need review", "errors", "true % IDC",
+        "balanced acc.",
+    ]  # fmt: skip
+    no_band = Labels(INFO.classes, 0.5)
+    plain = table_head(render(summary_of([positioned("s", 0, 0.9)], labels=no_band)), "slide-table")
+    assert plain == ["slide / patient", "files", "IDC", "% IDC", "errors"]
+
+
+def test_sections_say_what_they_show_and_leave_out_what_did_not_happen() -> None:
+    no_target = Labels(INFO.classes, 0.5, review=ReviewBand(0.4, 0.6))
+    page = render(summary_of([doubtful("a", 1, 0.45), positioned("s", 0, 0.9)], labels=no_target))
+    intro = text(review_section(page))
+    assert intro.startswith("Needs review (1)Calls whose score lies in the model's review band: ")
+    assert "but a person should look.  Slides with the most first;" in intro  # no guarantee
+    assert '<a href="#slides">Slides</a>' in page
+    slides = text(page[page.index('<h2 id="slides"') : page.index("<div class='legend'>")])
+    assert slides == (
+        "SlidesEach patch placed at its x, y. The heatmap colours the P(IDC) each patch was "
+        "labelled by, around its threshold: warm where the call is IDC. The calls map shows the "
+        "labels the CSV holds."
+    )
+    cards = re.findall(r'<details class="slide"[^>]*><summary>(.*?)</summary>', page)
+    assert [text(c) for c in cards] == ["s · 1 patches · 1 IDC (100.0%) · 0 to review"]
+    plain = render(summary_of([positioned("s", 0, 0.9)], labels=Labels(INFO.classes, 0.5)))
+    cards = re.findall(r'<details class="slide"[^>]*><summary>(.*?)</summary>', plain)
+    assert [text(c) for c in cards] == ["s · 1 patches · 1 IDC (100.0%)"]
+    skipped_only = summary_of([positioned("s", 0, 0.9)])
+    skipped_only.add_skipped("not an image")
+    errors = page_section(render(skipped_only), "errors")
+    assert "<table" not in errors and "more (all are in the CSV)" not in errors
+    assert text(errors) == "Other filesSkipped (not rows):1 not an image"

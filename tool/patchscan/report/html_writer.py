@@ -273,14 +273,14 @@ def _cell(key: str, text: str) -> str:
 
 def _context_row(p: Provenance) -> list[tuple[str, str]]:
     context = p.model.context
-    if context is None or p.labels.context_threshold is None:
+    if context is None:
         return []
     return [
         (
             "slide context",
             f"a patch with a position is labelled {p.model.positive} when the weighted mean "
             f"of its P (×{context.self_weight:g}) and its neighbours' (up to {context.radius} "
-            f"patches away) is ≥ {p.labels.context_threshold:g}",
+            f"patches away) is ≥ {p.labels.positioned_threshold:g}",
         )
     ]
 
