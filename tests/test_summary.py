@@ -796,3 +796,35 @@ def test_sections_say_what_they_show_and_leave_out_what_did_not_happen() -> None
     errors = page_section(render(skipped_only), "errors")
     assert "<table" not in errors and "more (all are in the CSV)" not in errors
     assert text(errors) == "Other filesSkipped (not rows):1 not an image"
+
+
+def test_about_the_model_gives_its_training_and_the_figures_it_carries() -> None:
+    training = {"data": "32 patients", "split": "by patient", "threshold_rule": "best F1"}
+    metrics = {"estimate": "8-fold CV", "n": 100, "roc_auc": 0.9}
+    info = ModelInfo(
+        "t", "0", "A test model", INFO.classes, (50, 50), threshold=0.5, metrics=metrics,
+        training=training, license="CC0",
+    )  # fmt: skip
+    about = page_section(render(summary_of([doubtful("a", 1, 0.45)], info=info)), "model")
+    assert about.startswith('<h2 id="model">About the model</h2><p>A test model.</p>')
+    rows = re.findall(r"<tr><th class='l'>([^<]*)</th><td class='l'>([^<]*)</td></tr>", about)
+    assert rows == [
+        ("trained on", "32 patients"), ("split", "by patient"), ("threshold rule", "best F1")
+    ]  # fmt: skip
+    assert (
+        "<table><tr><th>n</th><th>ROC AUC</th></tr><tr><td>100</td><td>0.900</td></tr></table>"
+        in about
+    )
+    assert about.endswith("<p class='note'>CC0</p></main></body></html>\n")
+    bare = ModelInfo("t", "0", "A test model", INFO.classes, (50, 50), threshold=0.5)
+    about = page_section(render(summary_of([doubtful("a", 1, 0.45)], info=bare)), "model")
+    assert "<table class='prov'></table>" in about and "<tr><th>" not in about
+
+
+def test_a_model_without_a_review_band_reports_no_review_in_the_json() -> None:
+    summary = summary_of([doubtful("a", 1, 0.45)], labels=Labels(INFO.classes, 0.5))
+    assert summary.as_dict()["review"] is None
+    only_context = Labels(
+        INFO.classes, 0.5, context_threshold=0.5, context_review=ReviewBand(0.4, 0.6)
+    )
+    assert summary_of([], labels=only_context).as_dict()["review"]["total"] == 0
