@@ -413,6 +413,11 @@ def test_the_current_results_are_those_under_a_folder_in_path_order(tmp_path: Pa
         None,
     )
     assert [r.path for r in store.current(LABELS, inside)] == [str(inside)]  # a file itself
+    assert len(list(store.current(LABELS, Path("/")))) == 3  # everything under the root
+    capital = tmp_path / "Slide-X" / "a.png"  # a name ending in X, the separators' neighbour
+    store.add(patch_result(capital, 0.5, stamp=(7, 8)))
+    store.commit()
+    assert [r.path for r in store.current(LABELS, capital.parent)] == [str(capital)]
     store.close()
 
 

@@ -828,3 +828,22 @@ def test_a_model_without_a_review_band_reports_no_review_in_the_json() -> None:
         INFO.classes, 0.5, context_threshold=0.5, context_review=ReviewBand(0.4, 0.6)
     )
     assert summary_of([], labels=only_context).as_dict()["review"]["total"] == 0
+
+
+def test_a_slides_drift_is_given_to_three_places_and_the_limit_itself_is_inside() -> None:
+    mean, std = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
+    spread = {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]}
+    colour = {
+        "reference": {"mean": list(mean), "std": list(std)},
+        "spread": spread,
+        "drift_limit": 3,
+    }
+    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    at_limit, beyond = positioned("at", 0, 0.9), positioned("far", 0, 0.9)
+    at_limit.colour = sums_of((mean[0] + 0.15, *mean[1:]), std)  # type: ignore[assignment]
+    beyond.colour = sums_of((mean[0] + 0.20617, *mean[1:]), std)  # type: ignore[assignment]
+    groups = summary_of([at_limit, beyond], info=info).as_dict()["groups"]
+    assert [(g["group"], g["colour_drift"], g["outside_training"]) for g in groups] == [
+        ("at", 3.0, False),
+        ("far", 4.123, True),
+    ]
