@@ -60,8 +60,9 @@ def main() -> int:
     started = time.monotonic()
     for name in survivors:
         function = function_of(name)
-        if confirmed.get(name, {}).get("hash") == hashes.get(function, ""):
-            continue  # run again already, and its code has not changed since
+        seen = confirmed.get(name, {})
+        if seen.get("verdict") == "killed" and seen.get("hash") == hashes.get(function, ""):
+            continue  # killed when run again, and its code has not changed since
         tests = sorted(by_function.get(function, []), key=lambda t: duration.get(t, 0))
         seen = verdict(mutants, name, tests)
         confirmed[name] = {"verdict": seen, "hash": hashes.get(function, "")}
