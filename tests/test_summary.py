@@ -3,6 +3,7 @@ scan-based test with one slide cannot tell apart (found by `make mutate`, docs/m
 
 from __future__ import annotations
 
+import datetime as dt
 import html
 import json
 import re
@@ -13,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from patchscan import __version__
 from patchscan.context import SlideContext
-from patchscan.model import ModelInfo
+from patchscan.model import Model, ModelInfo
 from patchscan.naming import NameInfo
 from patchscan.report.html_writer import MAX_SLIDES, render
 from patchscan.report.images import (
@@ -422,7 +424,18 @@ def test_nothing_stands_loose_between_a_pages_rows_cards_thumbnails_and_maps(
         for labels in (LABELS, Labels(INFO.classes, 0.5))
         for info in (INFO, stained)
     ]
-    pages += [summary_of(photos), summary_of(broken)]
+    with_context = Labels(INFO.classes, 0.5, context_threshold=0.7)
+    in_context = [positioned("c", 50 * i, 0.9) for i in range(2)]
+    for result in in_context:
+        result.context = 0.9
+    loose = Result("/n/x.png", NameInfo("x", None, None, None), 0.6, "IDC")
+    no_truth = [positioned("n", 50 * i, 0.9) for i in range(2)]
+    pages += [
+        summary_of(photos),
+        summary_of(broken),
+        summary_of([loose, *in_context], labels=with_context, info=CONTEXT_INFO),
+        summary_of(no_truth),
+    ]
     for summary in pages:
         summary.add_skipped("not an image")
         summary.add_skipped("hidden")
@@ -625,7 +638,7 @@ def test_two_thresholds_are_each_drawn_and_named_the_most_used_first() -> None:
     results = [positioned("s", 50 * i, 0.9) for i in range(3)]
     for r in results:
         r.context = 0.9
-    page = render(summary_of([*results, loose], labels=with_context, info=CONTEXT_INFO))
+    page = render(summary_of([loose, *results], labels=with_context, info=CONTEXT_INFO))
     svg = histogram_svg(page)
     assert '<text x="424.0" y="12" font-size="11">threshold 0.7 (slide context)</text>' in svg
     assert '<text x="304.0" y="25" font-size="11">threshold 0.5 (patch alone)</text>' in svg
@@ -771,6 +784,13 @@ def test_the_slide_tables_columns_follow_what_the_scan_has() -> None:
     no_band = Labels(INFO.classes, 0.5)
     plain = table_head(render(summary_of([positioned("s", 0, 0.9)], labels=no_band)), "slide-table")
     assert plain == ["slide / patient", "files", "IDC", "% IDC", "errors"]
+    page = render(summary_of(truth))
+    note = page[
+        page.index('<h2 id="slide-table"') : page.index(
+            "<table", page.index('<h2 id="slide-table"')
+        )
+    ]
+    assert text(note).endswith("Most IDC patches first; a name opens the slide's card.")
 
 
 def test_sections_say_what_they_show_and_leave_out_what_did_not_happen() -> None:
@@ -807,6 +827,7 @@ def test_about_the_model_gives_its_training_and_the_figures_it_carries() -> None
     )  # fmt: skip
     about = page_section(render(summary_of([doubtful("a", 1, 0.45)], info=info)), "model")
     assert about.startswith('<h2 id="model">About the model</h2><p>A test model.</p>')
+    assert loose_text(about) == []
     rows = re.findall(r"<tr><th class='l'>([^<]*)</th><td class='l'>([^<]*)</td></tr>", about)
     assert rows == [
         ("trained on", "32 patients"), ("split", "by patient"), ("threshold rule", "best F1")
@@ -819,6 +840,7 @@ def test_about_the_model_gives_its_training_and_the_figures_it_carries() -> None
     bare = ModelInfo("t", "0", "A test model", INFO.classes, (50, 50), threshold=0.5)
     about = page_section(render(summary_of([doubtful("a", 1, 0.45)], info=bare)), "model")
     assert "<table class='prov'></table>" in about and "<tr><th>" not in about
+    assert "<table><tr></tr>" not in about
 
 
 def test_a_model_without_a_review_band_reports_no_review_in_the_json() -> None:
@@ -847,3 +869,34 @@ def test_a_slides_drift_is_given_to_three_places_and_the_limit_itself_is_inside(
         ("at", 3.0, False),
         ("far", 4.123, True),
     ]
+
+
+def test_errors_all_listed_need_no_more_note_and_no_skipped_list_without_skips() -> None:
+    broken = [Result(f"/n/s/{i}.png", NameInfo("s", None, None, None), error="x") for i in (1, 2)]
+    results = [positioned("s", 0, 0.9), positioned("s", 50, 0.9), *broken]
+    summary = summary_of(results)
+    part = page_section(render(summary), "errors")
+    assert part.startswith(
+        '<h2 id="errors" class="warn">Files that could not be classified (2)</h2>'
+    )
+    assert "more (all are in the CSV)" not in part and "Skipped" not in part
+    groups = summary.as_dict()["groups"]
+    assert [(g["group"], g["files"], g["errors"]) for g in groups] == [("s", 4, 2)]
+
+
+def test_start_records_the_tool_and_when_and_finish_when_it_ended() -> None:
+    model = Model(Path("t.onnx"), "0" * 64, INFO)
+    summary = Summary.start(model, LABELS, "patchscan scan x", {"workers": 2}, keep_tiles=False)
+    p = summary.provenance
+    assert p.tool_version == __version__ and p.settings == {"workers": 2} and not summary.keep_tiles
+    started = dt.datetime.fromisoformat(p.started)
+    assert (
+        started.tzinfo is not None and abs(dt.datetime.now(dt.UTC) - started).total_seconds() < 60
+    )
+    assert p.finished == "" and not p.interrupted
+    given = Summary.start(
+        model, LABELS, "x", {}, keep_tiles=True, started="2026-12-04T10:00:00+00:00"
+    )
+    assert given.provenance.started == "2026-12-04T10:00:00+00:00"
+    summary.finish(interrupted=True)
+    assert dt.datetime.fromisoformat(p.finished) >= started and p.interrupted
