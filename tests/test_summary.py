@@ -898,5 +898,7 @@ def test_start_records_the_tool_and_when_and_finish_when_it_ended() -> None:
         model, LABELS, "x", {}, keep_tiles=True, started="2026-12-04T10:00:00+00:00"
     )
     assert given.provenance.started == "2026-12-04T10:00:00+00:00"
+    summary.finish()
+    assert dt.datetime.fromisoformat(p.finished) >= started and not p.interrupted
     summary.finish(interrupted=True)
-    assert dt.datetime.fromisoformat(p.finished) >= started and p.interrupted
+    assert p.interrupted
