@@ -375,6 +375,8 @@ def odd_file(folder: Path, kind: str) -> Path:
         image = image.convert("CMYK")
     elif kind == "large jpeg":  # 800x592: PIL decodes it at 1/8 for a 50x50 patch
         image = image.resize((800, 592), Image.Resampling.BICUBIC)
+    elif kind == "tall jpeg":  # 110x1600: at 1/2, by its width, not 1/8 by its height
+        image = image.resize((110, 1600), Image.Resampling.BICUBIC)
     options: dict[str, object] = {
         "rgb png with tRNS": {"transparency": (10, 20, 30)},  # a colour key: ignored by both
         "progressive jpeg": {"progressive": True, "quality": 90},
@@ -422,6 +424,7 @@ FAST = [
     "4:4:4 jpeg",
     "grey jpeg",
     "large jpeg",
+    "tall jpeg",
 ]
 PIL_ONLY = [
     "grey+alpha png",
@@ -440,7 +443,8 @@ def test_odd_files_get_pils_pixels_by_either_path(
     path = odd_file(tmp_path, kind)
     if kind == "interlaced png":
         assert path.read_bytes()[28] == 1 and (pil_pixels(path, (50, 37)) == odd_picture()).all()
-    assert (load_rgb(path, size) == pil_pixels(path, size)).all()
+    pixels = load_rgb(path, size)
+    assert (pixels == pil_pixels(path, size)).all() and not pixels.flags.writeable
     assert takes_fast_path(path, size) == (kind in FAST)
 
 
