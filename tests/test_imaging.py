@@ -373,6 +373,8 @@ def odd_file(folder: Path, kind: str) -> Path:
         image = Image.fromarray(np.asarray(image.convert("L")).astype(np.uint16) * 257)
     elif kind == "cmyk jpeg":
         image = image.convert("CMYK")
+    elif kind == "large cmyk jpeg":  # PIL's alone, and still decoded at 1/8 (draft mode)
+        image = image.resize((800, 592), Image.Resampling.BICUBIC).convert("CMYK")
     elif kind == "large jpeg":  # 800x592: PIL decodes it at 1/8 for a 50x50 patch
         image = image.resize((800, 592), Image.Resampling.BICUBIC)
     elif kind == "tall jpeg":  # 110x1600: at 1/2, by its width, not 1/8 by its height
@@ -432,6 +434,7 @@ PIL_ONLY = [
     "palette png with transparency",
     "16-bit png",
     "cmyk jpeg",
+    "large cmyk jpeg",
 ]
 
 
