@@ -8,7 +8,7 @@ import simplejpeg
 from PIL import Image
 
 from patchscan.errors import ImageError
-from patchscan.imaging import MAX_PIXELS, load_rgb, to_model_input
+from patchscan.imaging import MAX_PIXELS, load_rgb, to_model_input, to_rgb
 
 
 def test_every_awkward_file_gets_rgb_or_a_reason(bad_inputs: tuple[Path, dict]) -> None:
@@ -561,3 +561,17 @@ def test_a_png_cut_inside_its_header_is_a_reason_not_a_crash(
     with pytest.raises(ImageError) as general:
         load_rgb(cut, (50, 50))
     assert str(error.value) == str(general.value)
+
+
+def test_a_colour_key_in_a_grey_png_is_ignored_whichever_path_reads_it(tmp_path: Path) -> None:
+    """A grey PNG's tRNS colour key is ignored, as an RGB PNG's is: libspng (the fast path)
+    keeps the keyed grey, and so must PIL's conversion, which decodes the same file when the
+    fast path is not taken. (Compositing it on white, as for an alpha channel, would give one
+    file two sets of pixels.)"""
+    grey = (np.arange(2500).reshape(50, 50) % 256).astype(np.uint8)
+    Image.fromarray(grey, "L").save(tmp_path / "keyed.png", transparency=10)
+    fast = load_rgb(tmp_path / "keyed.png", (50, 50))
+    with Image.open(tmp_path / "keyed.png") as image:
+        assert image.info["transparency"] == 10
+        by_pil = np.asarray(to_rgb(image))
+    assert (fast == by_pil).all() and tuple(by_pil[0, 10]) == (10, 10, 10)
