@@ -28,7 +28,13 @@ import numpy as np
 from patchscan import stain
 from patchscan_train import data
 from patchscan_train.tasks import TASKS, Task
-from patchscan_train.variants import TEST_TIME, VARIANTS, ensemble_name, members_of
+from patchscan_train.variants import (
+    TEST_TIME,
+    VARIANTS,
+    ensemble_name,
+    members_of,
+    scored_recipe,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +87,7 @@ def run_cv(
     from patchscan_train.run import _spread
     from patchscan_train.train import predict
 
-    unscored = [v for v in variants if v in TEST_TIME and v.split("+")[0] not in variants]
+    unscored = [v for v in variants if v in TEST_TIME and scored_recipe(v) not in variants]
     if unscored:
         raise ValueError(
             f"{', '.join(unscored)} score the plain recipe's models: add --variant plain"
@@ -116,7 +122,7 @@ def run_cv(
             model = _fold_model(recipe(task, variant), prepared, y, train, val, epochs, seed)
             oof[variant][test] = predict(model, prepared[test])
             _timed(record, variant, started, i, k)
-            for scoring in (v for v in variants if v in TEST_TIME and v.startswith(f"{variant}+")):
+            for scoring in (v for v in variants if v in TEST_TIME and scored_recipe(v) == variant):
                 started = time.monotonic()
                 oof[scoring][test] = _scored_at_test(scoring, model, images, groups, train, test)
                 _timed(record, scoring, started, i, k)

@@ -13,6 +13,11 @@ VARIANTS = ("plain", "reinhard", "strong-colour")
 TEST_TIME = ("plain+reinhard", "plain+adabn", "plain+adabn-half")
 
 
+def scored_recipe(scoring: str) -> str:
+    """The recipe whose fold models a test-time scoring scores: plain+adabn -> plain."""
+    return scoring.split("+", 1)[0]
+
+
 def ensemble_name(recipe: str, members: int) -> str:
     """The name of an ensemble of `members` models of `recipe`, each trained alike: plain-x2."""
     return f"{recipe}-x{members}"
