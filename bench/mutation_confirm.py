@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from mutation_summary import CONFIRMED, function_of, load
+from mutation_summary import CONFIRMED, function_hashes, function_of, load
 
 NO_TESTS_COLLECTED = 5  # pytest's exit code when none of the given tests exist any more
 
@@ -45,11 +45,7 @@ def main() -> int:
     by_function, duration = stats["tests_by_mangled_function_name"], stats["duration_by_test"]
     record = mutants / CONFIRMED
     confirmed: dict[str, dict[str, str]] = json.loads(record.read_text()) if record.exists() else {}
-    hashes: dict[str, str] = {}
-    for meta in mutants.rglob("*.py.meta"):  # keyed by function alone: prefix the module
-        module = meta.relative_to(mutants).as_posix().removesuffix(".py.meta").replace("/", ".")
-        by_name = json.loads(meta.read_text()).get("hash_by_function_name", {})
-        hashes.update({f"{module}.{name}": code for name, code in by_name.items()})
+    hashes = function_hashes(mutants)
     survivors = [
         name
         for module, statuses in load(mutants, confirmed=False).items()

@@ -46,20 +46,30 @@ def load(mutants: Path, *, confirmed: bool = True) -> dict[str, dict[str, str]]:
     since, counts as killed."""
     by_module: dict[str, dict[str, str]] = {}
     again = _confirmations(mutants) if confirmed else {}
+    hashes = function_hashes(mutants)
     for meta in sorted(mutants.rglob("*.py.meta")):
-        raw = json.loads(meta.read_text())
-        exit_codes: dict[str, int | None] = raw["exit_code_by_key"]
-        hashes: dict[str, str] = raw.get("hash_by_function_name", {})
+        exit_codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
         module = meta.relative_to(mutants).as_posix().removesuffix(".meta")
         by_module[module] = {}
-        for name, code in exit_codes.items():
-            status = status_of(code)
+        for name, exit_code in exit_codes.items():
+            status = status_of(exit_code)
             seen = again.get(name)
-            code = hashes.get(function_of(name).rsplit(".", 1)[-1])  # keyed without the module
-            if status == "survived" and seen and code and seen["hash"] == code:
-                status = seen["verdict"]
-            by_module[module][name] = status
+            unchanged = seen and seen["hash"] == hashes.get(function_of(name))
+            by_module[module][name] = (
+                seen["verdict"] if status == "survived" and unchanged else status
+            )
     return by_module
+
+
+def function_hashes(mutants: Path) -> dict[str, str]:
+    """Each mutated function's code hash as mutmut keeps it, by its full name
+    (patchscan.store.xǁResultStoreǁ__init__): a meta file keys them by the function alone."""
+    hashes: dict[str, str] = {}
+    for meta in mutants.rglob("*.py.meta"):
+        module = meta.relative_to(mutants).as_posix().removesuffix(".py.meta").replace("/", ".")
+        by_name = json.loads(meta.read_text()).get("hash_by_function_name", {})
+        hashes.update({f"{module}.{name}": code for name, code in by_name.items()})
+    return hashes
 
 
 def function_of(mutant: str) -> str:
