@@ -270,17 +270,23 @@ def sums_of(mean: tuple[float, float, float], std: tuple[float, float, float]) -
     )
 
 
+# A model with a training colour range: the training slides' tissue colours (l-alpha-beta
+# mean and spread) and their spread between slides, flagged beyond 3 of those spreads.
+MEAN, STD = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
+STAINED = ModelInfo(
+    "t", "0", "", INFO.classes, (50, 50), threshold=0.5,
+    stain={
+        "reference": {"mean": list(MEAN), "std": list(STD)},
+        "spread": {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]},
+        "drift_limit": 3,
+    },
+)  # fmt: skip
+
+
 def test_the_slide_table_gives_each_slides_review_count_and_colour_drift_flagged_past_the_limit() -> (
     None
 ):
-    mean, std = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
-    spread = {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]}
-    colour = {
-        "reference": {"mean": list(mean), "std": list(std)},
-        "spread": spread,
-        "drift_limit": 3,
-    }
-    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    mean, std, info = MEAN, STD, STAINED
     far = (mean[0] + 0.4, mean[1], mean[2])  # 8 spreads away in l
     results = [
         Result("/n/in/1.png", NameInfo("in", 0, 0, None), 0.9, "IDC", colour=sums_of(mean, std)),
@@ -411,9 +417,6 @@ def test_nothing_stands_loose_between_a_pages_rows_cards_thumbnails_and_maps(
     and a scan where nothing could be read."""
     png = tmp_path / "p.png"
     Image.new("RGB", (50, 50), (180, 90, 140)).save(png)
-    colour = {"reference": {"mean": [3.8, 0, 0], "std": [0.1, 0.01, 0.01]}, "drift_limit": 3}
-    colour["spread"] = colour["reference"]
-    stained = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
     slides = [*four_slides(), positioned("f", 50, 0.55, "IDC")]
     for result in slides:
         result.path = str(png)
@@ -422,7 +425,7 @@ def test_nothing_stands_loose_between_a_pages_rows_cards_thumbnails_and_maps(
     pages = [
         summary_of([*slides, *broken], labels=labels, info=info)
         for labels in (LABELS, Labels(INFO.classes, 0.5))
-        for info in (INFO, stained)
+        for info in (INFO, STAINED)
     ]
     with_context = Labels(INFO.classes, 0.5, context_threshold=0.7)
     in_context = [positioned("c", 50 * i, 0.9) for i in range(2)]
@@ -480,14 +483,7 @@ def test_provenance_names_what_made_the_results() -> None:
 
 
 def test_slides_outside_the_training_colours_are_named_first_in_name_order() -> None:
-    mean, std = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
-    spread = {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]}
-    colour = {
-        "reference": {"mean": list(mean), "std": list(std)},
-        "spread": spread,
-        "drift_limit": 3,
-    }
-    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    mean, std, info = MEAN, STD, STAINED
     far, farther = (mean[0] + 0.4, *mean[1:]), (mean[0] + 0.5, *mean[1:])
     results = [
         positioned("z", 0, 0.9),
@@ -853,14 +849,7 @@ def test_a_model_without_a_review_band_reports_no_review_in_the_json() -> None:
 
 
 def test_a_slides_drift_is_given_to_three_places_and_the_limit_itself_is_inside() -> None:
-    mean, std = (3.8, -0.02, 0.016), (0.12, 0.018, 0.007)
-    spread = {"mean": [0.05, 0.01, 0.005], "std": [0.05, 0.01, 0.005]}
-    colour = {
-        "reference": {"mean": list(mean), "std": list(std)},
-        "spread": spread,
-        "drift_limit": 3,
-    }
-    info = ModelInfo("t", "0", "", INFO.classes, (50, 50), threshold=0.5, stain=colour)
+    mean, std, info = MEAN, STD, STAINED
     at_limit, beyond = positioned("at", 0, 0.9), positioned("far", 0, 0.9)
     at_limit.colour = sums_of((mean[0] + 0.15, *mean[1:]), std)  # type: ignore[assignment]
     beyond.colour = sums_of((mean[0] + 0.20617, *mean[1:]), std)  # type: ignore[assignment]
