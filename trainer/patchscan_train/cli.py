@@ -6,7 +6,9 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
@@ -14,6 +16,12 @@ from patchscan_train.variants import TEST_TIME, VARIANTS
 
 TASKS = ("idc", "skin")  # tasks.TASKS, named here so that --help does not import TensorFlow
 FOLDER = click.Path(exists=True, file_okay=False, path_type=Path)  # data and run folders
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def cv_runs(help: str) -> Callable[[F], F]:
+    """`--cv FOLDER`, given once or more: the CV runs a command combines."""
+    return click.option("--cv", "cv_folders", type=FOLDER, multiple=True, required=True, help=help)
 
 
 @click.group()
@@ -156,14 +164,7 @@ def final(task: str, data: Path, cv_folder: Path, variant: str, out: Path | None
 
 @main.command()
 @click.argument("task", type=click.Choice(TASKS))
-@click.option(
-    "--cv",
-    "cv_folders",
-    type=FOLDER,
-    multiple=True,
-    required=True,
-    help="Two or more finished `cv` runs of VARIANT on the same folds: one per member.",
-)
+@cv_runs("Two or more finished `cv` runs of VARIANT on the same folds: one per member.")
 @click.option("--variant", default="plain", show_default=True, help="The recipe to average.")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="The run folder.")
 def ensemble(task: str, cv_folders: tuple[Path, ...], variant: str, out: Path) -> None:
@@ -199,14 +200,9 @@ def ensemble(task: str, cv_folders: tuple[Path, ...], variant: str, out: Path) -
     required=True,
     help="A finished `final` run folder (TASK.onnx, metrics.json).",
 )
-@click.option(
-    "--cv",
-    "cv_folders",
-    type=FOLDER,
-    multiple=True,
-    required=True,
-    help="`cv` run folders on the same folds: the first is the shipped recipe's, the others "
-    "add their recipes as ablation rows.",
+@cv_runs(
+    "`cv` run folders on the same folds: the first is the shipped recipe's, the others add "
+    "their recipes as ablation rows."
 )
 @click.option("--variant", default="plain", show_default=True, help="The recipe that ships.")
 def card(task: str, run_folder: Path, cv_folders: tuple[Path, ...], variant: str) -> None:
