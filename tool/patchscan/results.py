@@ -132,6 +132,11 @@ class Labels:
         return self.threshold
 
     @property
+    def has_review(self) -> bool:
+        """Whether the model has a review band at all (for the patch alone or slide context)."""
+        return self.review is not None or self.context_review is not None
+
+    @property
     def positioned_threshold(self) -> float:
         """The threshold a patch with a position on its slide is labelled at: the slide-context
         one for a model with slide context (Labels.of gives one exactly then), else its own."""

@@ -134,8 +134,7 @@ def _classify_and_write(
             saver.commit()
     summary.finish(interrupted)
     settings.outputs.write(summary)
-    has_band = labels.review is not None or labels.context_review is not None
-    review = summary.review_total if has_band else None
+    review = summary.review_total if labels.has_review else None
     tally: Tally = {"counts": dict(summary.counts), "errors": summary.error_count, "review": review}
     if store is not None and not interrupted:
         store.remember_scan(fingerprint.hexdigest(), settings.outputs.paths, tally)

@@ -116,11 +116,6 @@ def _carded(summary: Summary) -> list[Group]:
     return [g for g in _ordered_groups(summary) if g.tiles][:MAX_SLIDES]
 
 
-def _has_bands(summary: Summary) -> bool:
-    labels = summary.provenance.labels
-    return labels.review is not None or labels.context_review is not None
-
-
 def _counts(summary: Summary) -> str:
     positive = summary.provenance.model.positive
     total = summary.classified
@@ -129,7 +124,7 @@ def _counts(summary: Summary) -> str:
         share = f"{100 * count / total:.1f}% of classified" if total else "–"
         css = "card pos" if label == positive else "card"
         cards.append(f'<div class="{css}"><b>{count:,}</b><span>{_e(label)} · {share}</span></div>')
-    if _has_bands(summary):
+    if summary.provenance.labels.has_review:
         share = f"{100 * summary.review_total / total:.1f}% of classified" if total else "–"
         cards.append(
             f'<div class="card rev"><b>{summary.review_total:,}</b>'
@@ -170,7 +165,7 @@ def _slide_name(group: Group, anchors: dict[str, str]) -> str:
 
 def _review(summary: Summary, anchors: dict[str, str]) -> str:
     """What needs a human first: slides ranked by their doubtful calls, with those patches."""
-    if not _has_bands(summary):
+    if not summary.provenance.labels.has_review:
         return ""
     ranked = summary.review_by_slide()
     target = summary.provenance.labels.review_target
@@ -317,7 +312,7 @@ def _groups_table(summary: Summary, anchors: dict[str, str]) -> str:
         return ""
     positive = _e(summary.provenance.model.positive)
     has_truth = any(g.truth for g in summary.groups.values())
-    reviews = _has_bands(summary)
+    reviews = summary.provenance.labels.has_review
     drifts = bool(summary.provenance.model.stain)
     head = (
         f"<th class='l'>slide / patient</th><th>files</th><th>{positive}</th>"
@@ -412,7 +407,7 @@ def _slide_card(summary: Summary, group: Group, anchor: str, unfolded: bool) -> 
     )
     classified = group.patches - group.errors
     share = f" ({_pct(group.positives / classified)})" if classified else ""
-    review = f" · {group.review:,} to review" if _has_bands(summary) else ""
+    review = f" · {group.review:,} to review" if summary.provenance.labels.has_review else ""
     drift = " · <span class='warn'>colours unlike training</span>" if summary.outside(group) else ""
     return (
         f'<details class="slide" id="{anchor}"{" open" if unfolded else ""}><summary><b>'
@@ -438,7 +433,7 @@ def _legend(summary: Summary) -> str:
     )
     negative, positive = summary.provenance.model.classes
     swatches = [(images.TRUTH_COLOURS[True], positive), (images.TRUTH_COLOURS[False], negative)]
-    if _has_bands(summary):
+    if summary.provenance.labels.has_review:
         swatches[1:1] = [(images.REVIEW_COLOURS[True], f"{positive}, needs review")]
         swatches.append((images.REVIEW_COLOURS[False], f"{negative}, needs review"))
     calls = "".join(

@@ -299,7 +299,7 @@ class Summary:
         """What needs a human: counts per class, the error-rate target the band keeps decided
         calls under, and the held-out data it was chosen on. None for a model without a band."""
         labels = self.provenance.labels
-        if labels.review is None and labels.context_review is None:
+        if not labels.has_review:
             return None
         raw = self.provenance.model.review or {}
         return {
