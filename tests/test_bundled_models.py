@@ -60,10 +60,10 @@ def test_skin_model_separates_the_sample_lesions(tmp_path: Path) -> None:
 
 def test_skin_model_answers_the_same_whichever_way_up_a_photo_comes() -> None:
     """Its 8 flips and rotations are averaged inside the graph; the metadata says so, and the
-    scan sizes its batches by the pixels the network runs (1 photo, 8 views)."""
+    scan sizes its worker tasks by the pixels the network runs (3 photos, 8 views each)."""
     session = Session(Model.open(bundled_models()["skin"]))
-    assert session.info.views == 8 and batch_size_for(session.info) == 1
-    assert batch_size_for(Model.open(bundled_models()["idc"]).info) == 64
+    assert session.info.views == 8 and batch_size_for(session.info) == 3
+    assert batch_size_for(Model.open(bundled_models()["idc"]).info) == 256
     photo = load_rgb(next((ROOT / "assets" / "samples" / "skin").rglob("*.jpg")), (160, 160))
     views = np.stack([photo, photo[::-1], photo[:, ::-1], np.rot90(photo), np.rot90(photo, 3)])
     probabilities = session.predict(to_model_input(views))

@@ -44,3 +44,13 @@ def test_a_run_holds_as_many_images_as_fit_the_pixel_budget(
     session.predict(np.zeros((1500, 8, 8, 3), np.float32))
     per_run = model_module.PIXELS_PER_RUN // 64
     assert calls == [per_run, per_run, 1500 - 2 * per_run]
+
+
+def test_decoded_pixels_are_scaled_as_the_model_expects(tiny_model: Path) -> None:
+    """A worker hands over uint8 pixels as decoded; each piece is scaled to [0, 1] on its own."""
+    session = Session(Model.open(tiny_model), threads=1)
+    pixels = np.random.default_rng(1).integers(0, 256, (700, 8, 8, 3), dtype=np.uint8)
+    np.testing.assert_allclose(
+        session.predict(pixels), session.predict(pixels.astype(np.float32) / 255), rtol=1e-6
+    )
+    np.testing.assert_allclose(session.predict(pixels[:3]), pixels[:3].mean(axis=(1, 2, 3)) / 255)

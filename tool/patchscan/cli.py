@@ -128,8 +128,8 @@ def _run_or_fail(work: Callable[[], T]) -> T:
     "--batch-size",
     type=click.IntRange(1, 4096),
     metavar="N",
-    help="Images per onnxruntime call [160,000 pixels' worth: 64 patches of 50x50, 1 skin "
-    "photo in 8 views].",
+    help="Images per worker task [640,000 pixels' worth: 256 patches of 50x50, 3 skin "
+    "photos in 8 views].",
 )
 @click.option(
     "--force",

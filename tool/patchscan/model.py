@@ -277,15 +277,20 @@ class Session:
         return self.model.info
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        """P(positive class) for a float32 batch (N, H, W, 3) in [0, 1], run PIXELS_PER_RUN
-        pixels at a time."""
+        """P(positive class) for a batch (N, H, W, 3): float32 in [0, 1], or uint8 pixels as
+        decoded, scaled a piece at a time (a worker's 256 patches would take 7.7 MB as floats).
+        It runs PIXELS_PER_RUN pixels at a time."""
         import numpy as np  # here, not at the top: the main process reads models without numpy
 
+        from patchscan.imaging import to_model_input
+
         step = self._run_size
-        pieces = [
-            self._session.run(None, {self._input: batch[start : start + step]})[0]
-            for start in range(0, len(batch), step)
-        ]
+        pieces = []
+        for start in range(0, len(batch), step):
+            piece = batch[start : start + step]
+            if piece.dtype == np.uint8:
+                piece = to_model_input(piece)
+            pieces.append(self._session.run(None, {self._input: piece})[0])
         output = np.concatenate(pieces) if pieces else np.zeros(0, "float32")
         return output.reshape(len(batch)).astype("float32", copy=False)
 

@@ -1,7 +1,7 @@
 """Decode → preprocess → classify → one Result per image, in discovery order.
 
-Worker processes read, decode and classify images in chunks (one onnxruntime call per chunk, on
-a single-threaded session of each worker's own): PIL parses PNG chunks in Python, so threads
+Worker processes read, decode and classify images in chunks (a few onnxruntime runs per chunk,
+on a single-threaded session of each worker's own): PIL parses PNG chunks in Python, so threads
 would stay bound to one core by the GIL, and a worker that also classifies sends back a
 probability per image instead of its pixels. Chunks run a bounded window ahead, so memory stays
 flat however many files there are; a file that fails becomes an error Result and the run goes on.
@@ -31,13 +31,13 @@ from patchscan.results import Classified, Labels, Result
 
 log = logging.getLogger(__name__)
 
-# Images per worker task and onnxruntime call, by the pixels the network runs: 64 patches of
-# 50x50, 6 photos of 160x160, 1 photo in 8 views. On one thread a bigger batch is no faster per
-# image, only bigger: the Lite0 skin model took ~14.5 ms per photo and 160 MB per worker at 6 per
-# batch, 20 ms and 450 MB at 64; an idc scan at 128 patches per batch was no faster than at 64
-# and peaked 65 MB higher; 600 photos through the 8-view Lite2 model took 59 s and 178 MB at 1
-# per batch, 76 s and 339 MB at 6.
-PIXELS_PER_BATCH = 160_000
+# Images per worker task, by the pixels the network runs: 256 patches of 50x50, 3 photos in 8
+# views. Each task costs about 0.5 ms of CPU in the main process and as much in a worker, however
+# small (process-pool queues, pipes, wake-ups): an idc scan's main process took 72 µs a patch at
+# 16 per task, 50-56 at 64, 41 at 256, 37 at 1,024, and its workers 220, 200-220, 188 and 180 µs.
+# Beyond 256 memory grows (312 MB at 1,024) for little. The onnxruntime runs inside a task are
+# smaller still (model.PIXELS_PER_RUN), so the network's memory does not grow with the task.
+PIXELS_PER_BATCH = 640_000
 
 
 def batch_size_for(info: ModelInfo) -> int:
@@ -88,8 +88,8 @@ def classify(
 ) -> Generator[Result, None, None]:
     """Yield one Result per job, in order: images are classified, Results pass through.
 
-    `batch_size` images (None: batch_size_for the model's input) go to a worker at a time, as
-    one onnxruntime batch; with `tiles`, positioned patches come back with a thumbnail.
+    `batch_size` images (None: batch_size_for the model's input) go to a worker at a time;
+    with `tiles`, positioned patches come back with a thumbnail.
     """
     chunk_size = batch_size or batch_size_for(model.info)
     for item in _classify_ahead(jobs, model, tiles, workers, chunk_size, window=4):

@@ -32,7 +32,7 @@ class RunSettings:
     json: Path | None = None
     report: Path | None = None
     threshold: float | None = None  # None: the model's own
-    batch_size: int | None = None  # images per worker task and onnxruntime call; None: by size
+    batch_size: int | None = None  # images per worker task; None: by size
     workers: int = 0  # worker processes; 0 = one per CPU this process may use
     review_error: float | None = None  # the review band's error-rate target; None: the model's
 

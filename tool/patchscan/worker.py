@@ -13,7 +13,7 @@ from PIL import Image
 
 from patchscan.discover import Candidate
 from patchscan.errors import ImageError
-from patchscan.imaging import load_rgb, to_array, to_model_input
+from patchscan.imaging import load_rgb, to_array
 from patchscan.model import Model, ModelInfo, Session
 from patchscan.naming import NameInfo, parse_name
 from patchscan.results import TILE, Classified
@@ -32,7 +32,7 @@ def classify_chunk(chunk: list[Candidate], model: Model, tiles: bool) -> list[Cl
     good = [pixels for _, pixels, _ in decoded if pixels is not None]
     probabilities: Iterator[float] = iter(())
     if good:
-        probabilities = iter(session.predict(to_model_input(np.stack(good))).tolist())
+        probabilities = iter(session.predict(np.stack(good)).tolist())
     answers = []
     step = colour_step(model.info)
     for name, pixels, error in decoded:
