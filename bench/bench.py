@@ -33,6 +33,8 @@ from patchscan.pipeline import batch_size_for
 
 ROOT = Path(__file__).resolve().parents[1]
 IDC = ROOT.parent / "shared" / "data" / "idc"
+SKIN = ROOT.parent / "shared" / "data" / "skin"
+SKIN_PHOTOS = 600
 KERAS_MODEL = ROOT / "bench" / "idc.keras"
 PATCHSCAN = [sys.executable, "-m", "patchscan"]
 ROUNDS = 3  # of the floor and the scan, alternating
@@ -118,6 +120,7 @@ def main() -> int:
             p50, p95, idle = watch_latency(files[:200], work)
             rows.append(("6. watch: landed → CSV row", f"p50 {p50:.2f} s", f"p95 {p95:.2f} s"))
             rows.append(("   watch: idle CPU", f"{idle:.2f}% of a core", ""))
+        rows += skin_rows(work)
         cpu = profile(files, scan)
         rows += profile_rows(cpu)
         if seed is not None:
@@ -334,6 +337,61 @@ def children(pid: int) -> Iterator[int]:
         for kid in kids:
             yield int(kid)
             yield from children(int(kid))
+
+
+def skin_rows(work: Path) -> list[tuple[str, str, str]]:
+    """600 dermoscopy photos: the scan with the bundled 8-view skin model, and the Keras way on
+    the same network (the trainer's 8-view EfficientNet-Lite2, built with ImageNet weights and a
+    new head: what it computes costs the same whatever its weights). Skipped without the photos
+    or the trainer."""
+    photos = sorted(SKIN.rglob("*.jpg"))
+    if len(photos) < SKIN_PHOTOS:
+        print(f"bench: {SKIN} has fewer than {SKIN_PHOTOS} photos; skin rows skipped")
+        return []
+    folder = work / "skin"
+    folder.mkdir()
+    for photo in photos[:: len(photos) // SKIN_PHOTOS][:SKIN_PHOTOS]:
+        shutil.copy(photo, folder / photo.name)
+    scan = run_measured(
+        [*PATCHSCAN, "scan", str(folder), "-m", "skin", "--csv", str(work / "s.csv"), "-q"]
+    )
+    rows = [
+        (
+            f"7. skin: patchscan scan, {SKIN_PHOTOS} photos",
+            rate(SKIN_PHOTOS, scan.seconds),
+            f"peak RSS {scan.peak_mb:.0f} MB",
+        )
+    ]
+    code = (
+        "import sys, time, numpy as np; from PIL import Image; t = [time.perf_counter()];"
+        "from patchscan_train import nets;"
+        "m = nets.averaged_over_dihedral_views(nets.skin_efficientnet((160, 160)));"
+        "t.append(time.perf_counter()); from pathlib import Path;"
+        "paths = sorted(Path(sys.argv[1]).glob('*.jpg'));"
+        "x = np.array([np.asarray(Image.open(p).convert('RGB').resize((160, 160))) for p in paths]);"
+        "x = x.astype('float32') / 255.0; t.append(time.perf_counter());"
+        "p = m.predict(x, verbose=0); t.append(time.perf_counter()); print(*np.diff(t))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(folder)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if result.returncode != 0:
+        print(f"bench: skin Keras run failed ({result.stderr.strip().splitlines()[-1:]})")
+        return rows
+    load, decode, predict = map(float, result.stdout.strip().splitlines()[-1].split())
+    keras_seconds = load + decode + predict
+    rows.append(
+        (
+            "   skin: Keras way, same 8-view network",
+            rate(SKIN_PHOTOS, keras_seconds),
+            f"scan is {keras_seconds / scan.seconds:.1f}x faster "
+            f"({load:.1f} + {decode:.1f} + {predict:.1f} s: build, decode, predict)",
+        )
+    )
+    return rows
 
 
 @dataclass
