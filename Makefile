@@ -67,7 +67,7 @@ lint: $(DEV)
 test: $(DEV) browser x11 lint binary
 	$(BIN)/python -m pytest
 
-## bench: scan speed vs the decode-only floor and the Keras way, memory, rescan, watch latency
+## bench: scan speed vs the decode-only floor, the limit and the Keras way (idc and skin), memory, rescan, watch latency
 bench: $(DEV)
 	$(BIN)/python bench/bench.py
 

@@ -2,7 +2,8 @@
 
 Everything runs in one process tree on the same files, in one run, so the ratios are fair on a
 shared machine. Needs ../shared/data/idc (skips cleanly without it) and, for the Keras row,
-TensorFlow and bench/idc.keras (the Keras twin of the bundled idc.onnx, saved by the trainer).
+TensorFlow and bench/idc.keras (the Keras twin of the bundled idc.onnx, saved by the trainer);
+the skin rows need ../shared/data/skin and the trainer.
 """
 
 from __future__ import annotations
