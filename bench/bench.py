@@ -373,16 +373,10 @@ def skin_rows(work: Path) -> list[tuple[str, str, str]]:
         "x = x.astype('float32') / 255.0; t.append(time.perf_counter());"
         "p = m.predict(x, verbose=0); t.append(time.perf_counter()); print(*np.diff(t))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, str(folder)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-    )
-    if result.returncode != 0:
-        print(f"bench: skin Keras run failed ({result.stderr.strip().splitlines()[-1:]})")
+    timings = keras_timings("skin Keras run", code, str(folder))
+    if timings is None:
         return rows
-    load, decode, predict = map(float, result.stdout.strip().splitlines()[-1].split())
+    load, decode, predict = timings
     keras_seconds = load + decode + predict
     rows.append(
         (
@@ -429,18 +423,25 @@ def seed_style(files: list[Path]) -> SeedStyle | None:
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as listing:
         listing.write("\n".join(map(str, files)))
     try:
-        result = subprocess.run(
-            [sys.executable, "-c", code, str(KERAS_MODEL), listing.name],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        )
+        timings = keras_timings("seed-style run", code, str(KERAS_MODEL), listing.name)
     finally:
         os.unlink(listing.name)
+    return None if timings is None else SeedStyle(*timings)
+
+
+def keras_timings(what: str, code: str, *args: str) -> list[float] | None:
+    """Run a Keras way's `code` in a Python of its own (the bench's own process never imports
+    TensorFlow): the phase timings it prints last, or None, said why, if it failed."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
     if result.returncode != 0:
-        print(f"bench: seed-style run failed ({result.stderr.strip().splitlines()[-1:]})")
+        print(f"bench: {what} failed ({result.stderr.strip().splitlines()[-1:]})")
         return None
-    return SeedStyle(*map(float, result.stdout.strip().splitlines()[-1].split()))
+    return [float(value) for value in result.stdout.strip().splitlines()[-1].split()]
 
 
 def repeated(files: list[Path], count: int, folder: Path) -> Path:
