@@ -155,9 +155,7 @@ def profile(files: list[Path], scan: Measured) -> Profile:
     pixels = [load_rgb(path, session.info.input_size) for path in sample]
     decode = time.process_time() - started
     started = time.process_time()
-    batch = batch_size_for(session.info)
-    for index in range(0, len(pixels), batch):
-        session.predict(np.stack(pixels[index : index + batch]))
+    _classify_as_the_scan(session, pixels)
     model = time.process_time() - started
     per_file = 1e6 / len(files)
     per_sample = 1e6 / len(sample)
@@ -268,11 +266,15 @@ def _decode_and_classify(paths: list[Path]) -> int:
     global _session
     if _session is None:
         _session = Session(Model.open(resolve_model("idc")), threads=1)
-    size, batch = _session.info.input_size, batch_size_for(_session.info)
-    pixels = [load_rgb(path, size) for path in paths]
-    for index in range(0, len(pixels), batch):
-        _session.predict(np.stack(pixels[index : index + batch]))
+    _classify_as_the_scan(_session, [load_rgb(path, _session.info.input_size) for path in paths])
     return len(paths)
+
+
+def _classify_as_the_scan(session: Session, pixels: list[np.ndarray]) -> None:
+    """Decoded images through the model in the scan's worker tasks (pipeline.batch_size_for)."""
+    batch = batch_size_for(session.info)
+    for index in range(0, len(pixels), batch):
+        session.predict(np.stack(pixels[index : index + batch]))
 
 
 def decode_floor(
