@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from patchscan import metrics
-from patchscan.imaging import load_rgb, to_model_input
+from patchscan.imaging import load_rgb
 from patchscan.model import Model, Session
 from patchscan.pipeline import batch_size_for
 from patchscan.results import Labels
@@ -77,7 +77,7 @@ def scores(session: Session, examples: list[data.Example]) -> np.ndarray:
     out = []
     for start in range(0, len(examples), batch):
         pixels = np.stack([load_rgb(e.path, size) for e in examples[start : start + batch]])
-        out.append(session.predict(to_model_input(pixels)))
+        out.append(session.predict(pixels))
         if start % (50 * batch) == 0:
             log.info("scored %d / %d", start + len(pixels), len(examples))
     return np.concatenate(out)
