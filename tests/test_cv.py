@@ -14,7 +14,7 @@ from patchscan import metrics  # noqa: E402
 from patchscan.model import read_info  # noqa: E402
 from patchscan.results import Calibration, Labels  # noqa: E402
 from patchscan_train import data, operating  # noqa: E402
-from patchscan_train.cv import merge_runs, patient_folds, run_cv  # noqa: E402
+from patchscan_train.cv import merge_runs, patient_folds, run_cv, training_patients  # noqa: E402
 from patchscan_train.cv_report import analyse, deciding_scores  # noqa: E402
 from patchscan_train.export import count_macs  # noqa: E402
 from patchscan_train.final import merged_reports, rewrite_card, train_final  # noqa: E402
@@ -42,6 +42,21 @@ def test_folds_are_disjoint_cover_every_patient_and_each_has_positives() -> None
     assert all(set(fold) & positive for fold in folds)
     assert patient_folds(examples(32), k=8, seed=0) == folds  # the seed fixes them
     assert patient_folds(examples(32), k=8, seed=1) != folds
+
+
+def test_a_learning_curve_trains_on_fewer_folds_never_on_the_held_out_or_validation_ones() -> None:
+    folds = [[f"p{f}a", f"p{f}b"] for f in range(8)]
+    assert training_patients(folds, 6, None) == [p for f in (0, 1, 2, 3, 4, 5) for p in folds[f]]
+    for held_out in range(8):
+        for count in range(1, 7):
+            patients = training_patients(folds, held_out, count)
+            assert len(patients) == len(set(patients)) == 2 * count
+            validation = folds[(held_out + 1) % 8]
+            assert not set(patients) & {*folds[held_out], *validation}
+    assert training_patients(folds, 7, 2) == ["p1a", "p1b", "p2a", "p2b"]  # the next ones, in turn
+    for count in (0, 7):
+        with pytest.raises(ValueError, match="train on 1 to 6 of 8 folds"):
+            training_patients(folds, 0, count)
 
 
 def test_platt_scaling_recovers_a_known_calibration() -> None:
@@ -157,10 +172,12 @@ def test_an_ensembles_cv_is_the_mean_of_its_runs_and_it_ships_as_one_network(
     np.testing.assert_array_equal(scores["oof_plain #2"], other)
     report = analyse(merged, "idc")
     assert {"plain-x2", "plain #1", "plain #2"} <= set(report)
-    with pytest.raises(ValueError, match="other folds"):
-        record = json.loads((second / "cv.json").read_text())
-        (second / "cv.json").write_text(json.dumps({**record, "folds": record["folds"][::-1]}))
-        merge_runs([tmp_path / "a", second], "plain", tmp_path / "bad")
+    record = json.loads((second / "cv.json").read_text())
+    assert record["train_folds"] == 1  # 3 folds: one trains, one validates, one is held out
+    for changed in ({"folds": record["folds"][::-1]}, {"epochs": 2}, {"train_folds": 2}):
+        (second / "cv.json").write_text(json.dumps({**record, **changed}))
+        with pytest.raises(ValueError, match="other folds, epochs or training folds"):
+            merge_runs([tmp_path / "a", second], "plain", tmp_path / "bad")
 
     train_final("idc", root, tmp_path / "ens", "plain-x2", tmp_path / "final")
     info = read_info(tmp_path / "final" / "idc.onnx")
@@ -185,6 +202,9 @@ def test_cv_reports_merge_only_on_the_same_folds() -> None:
         merged_reports([plain, {**other, "folds": [["b"], ["a"]]}])
     with pytest.raises(ValueError, match="not comparable"):
         merged_reports([plain, {**other, "epochs": 20}])
+    with pytest.raises(ValueError, match="not comparable"):  # a learning curve's point
+        merged_reports([plain, {**other, "train_folds": 1}])
+    assert merged_reports([plain, {**other, "train_folds": 0}])  # recorded or not: all k-2 folds
     pooled = {"n": 5, "roc_auc": float("nan"), "f1": 0.75}  # no ROC AUC without negatives
     member = {"folds": plain["folds"], "epochs": 10, "plain #2": {"nested": {"pooled": pooled}}}
     analysed_again = {"nested": {"pooled": {**pooled, "f1": 0.75 + 1e-12}}}  # the last bits

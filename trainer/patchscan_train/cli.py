@@ -90,6 +90,12 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     help="Recipes to compare fold by fold, and test-time scorings of plain's models [all].",
 )
 @click.option("--limit", type=click.IntRange(8), help="Use only this many images (smoke tests).")
+@click.option(
+    "--train-folds",
+    type=click.IntRange(1),
+    help="Train each fold's models on only this many of the FOLDS-2 training folds "
+    "(a learning curve: same held-out patients, fewer training patients) [all].",
+)
 def cv(
     task: str,
     data: Path,
@@ -99,6 +105,7 @@ def cv(
     seed: int,
     variants: tuple[str, ...],
     limit: int | None,
+    train_folds: int | None,
 ) -> None:
     """Patient-level cross-validation of TASK: out-of-fold scores for every patient (oof.npz),
     then the pooled and per-patient table, calibration and review band (cv-report.json)."""
@@ -107,7 +114,12 @@ def cv(
     from patchscan_train.cv_report import analyse
 
     out = out or Path("runs") / f"{task}-cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    oof = run_cv(task, data, out, folds, epochs, seed, variants or (*VARIANTS, *TEST_TIME), limit)
+    if train_folds is not None and train_folds > folds - 2:
+        raise click.BadParameter(
+            f"at most {folds - 2} with {folds} folds", param_hint="--train-folds"
+        )
+    recipes = variants or (*VARIANTS, *TEST_TIME)
+    oof = run_cv(task, data, out, folds, epochs, seed, recipes, limit, train_folds)
     click.echo(json.dumps(analyse(oof, task), indent=2)[:4000])
 
 

@@ -58,6 +58,18 @@ def patient_folds(examples: Sequence[data.Example], k: int, seed: int) -> list[l
     return [sorted(fold) for fold in folds]
 
 
+def training_patients(
+    folds: Sequence[Sequence[str]], held_out: int, count: int | None
+) -> list[str]:
+    """The patients fold `held_out`'s models train on: the `count` folds (all k-2 if None)
+    after its validation fold, the one next to it."""
+    k = len(folds)
+    count = k - 2 if count is None else count
+    if not 1 <= count <= k - 2:
+        raise ValueError(f"train on 1 to {k - 2} of {k} folds, not {count}")
+    return [name for step in range(2, 2 + count) for name in folds[(held_out + step) % k]]
+
+
 def standardised(
     images: np.ndarray, groups: np.ndarray, target: stain.ColourStats | None
 ) -> tuple[np.ndarray, dict[str, stain.ColourStats | None]]:
@@ -82,8 +94,13 @@ def run_cv(
     seed: int,
     variants: Sequence[str] = VARIANTS,
     limit: int | None = None,
+    train_folds: int | None = None,
 ) -> Path:
-    """Train and score every fold of every variant; returns the OOF file (written as it goes)."""
+    """Train and score every fold of every variant; returns the OOF file (written as it goes).
+
+    `train_folds` trains each fold's models on only that many of the k-2 training folds (the
+    ones after its validation fold, in turn): the same held-out patients, scored by models that
+    saw fewer patients, for a learning curve."""
     from patchscan_train.run import _spread
     from patchscan_train.train import predict
 
@@ -109,13 +126,14 @@ def run_cv(
         "folds": folds,
         "epochs": epochs,
         "seed": seed,
+        "train_folds": train_folds or k - 2,
         "variants": list(variants),
         "fold_seconds": {v: [] for v in variants},
     }
     for i, fold in enumerate(folds):
         test = np.isin(groups, fold)
         val = np.isin(groups, folds[(i + 1) % k])
-        train = ~(test | val)
+        train = np.isin(groups, training_patients(folds, i, train_folds))
         for variant in (v for v in variants if v not in TEST_TIME):
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
@@ -145,8 +163,8 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
     records = [json.loads((run / "cv.json").read_text()) for run in runs]
     first = records[0]
     for run, record, scores in zip(runs, records, saved, strict=True):
-        if (record["folds"], record["epochs"]) != (first["folds"], first["epochs"]):
-            raise ValueError(f"{run}: other folds or epochs than {runs[0]}")
+        if design(record) != design(first):
+            raise ValueError(f"{run}: other folds, epochs or training folds than {runs[0]}")
         if not np.array_equal(scores["paths"], saved[0]["paths"]):
             raise ValueError(f"{run}: other patches than {runs[0]}")
         if f"oof_{variant}" not in scores or np.isnan(scores[f"oof_{variant}"]).any():
@@ -158,6 +176,7 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
     seconds = [r["fold_seconds"][variant] for r in records]
     record = {
         **{k: first[k] for k in ("task", "folds", "epochs", "seed")},
+        "train_folds": design(first)[2],
         "variants": list(oof),
         "runs": [str(run) for run in runs],
         "fold_seconds": {
@@ -168,6 +187,14 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _save(out, saved[0]["paths"], saved[0]["groups"], saved[0]["y"], oof, record)
     return out / "oof.npz"
+
+
+def design(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What CV runs (cv.json) or their reports (cv-report.json) must share to be averaged or
+    compared: folds, epochs and how many folds trained each model (runs from before
+    `train_folds` was recorded trained on all k-2)."""
+    folds = record["folds"]
+    return folds, record["epochs"], record.get("train_folds", len(folds) - 2)
 
 
 def recipe(task: Task, variant: str) -> Task:

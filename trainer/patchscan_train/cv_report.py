@@ -32,7 +32,9 @@ def analyse(oof_path: Path, task_name: str) -> dict[str, Any]:
     fold_of = np.full(len(y), -1)
     for i, fold in enumerate(record["folds"]):
         fold_of[np.isin(groups, fold)] = i
-    report: dict[str, Any] = {"folds": record["folds"], "epochs": record["epochs"]}
+    report: dict[str, Any] = {k: record[k] for k in ("folds", "epochs")}
+    if "train_folds" in record:
+        report["train_folds"] = record["train_folds"]
     for variant in record["variants"]:
         raw = saved[f"oof_{variant}"]
         done = ~np.isnan(raw)

@@ -26,7 +26,7 @@ from patchscan.imaging import load_rgb
 from patchscan.model import ModelInfo, read_info
 from patchscan.naming import parse_name
 from patchscan_train import data, nets
-from patchscan_train.cv import recipe
+from patchscan_train.cv import design, recipe
 from patchscan_train.cv_report import markdown
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.operating import REVIEW_METHOD
@@ -102,13 +102,15 @@ def rewrite_card(task_name: str, run: Path, cv_folders: list[Path], variant: str
 
 
 def merged_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report with every recipe of `reports`, which must share their folds and epochs. A
+    """One report with every recipe of `reports`, which must share their design (cv.design). A
     recipe already there by name, or by its very figures under another name (a run that is also
     an ensemble's member, `plain #2`), is not added twice."""
     merged = dict(reports[0])
     for other in reports[1:]:
-        if other["folds"] != merged["folds"] or other["epochs"] != merged["epochs"]:
-            raise ValueError("the CV runs differ in their folds or epochs: not comparable")
+        if design(other) != design(merged):
+            raise ValueError(
+                "the CV runs differ in their folds, epochs or training folds: not comparable"
+            )
         known = {_figures(v) for v in merged.values() if isinstance(v, dict) and "nested" in v}
         for name, result in other.items():
             repeated = isinstance(result, dict) and "nested" in result and _figures(result) in known
