@@ -228,3 +228,43 @@ def card(task: str, run_folder: Path, cv_folders: tuple[Path, ...], variant: str
     except (OSError, KeyError, ValueError) as exc:
         raise click.ClickException(f"{run_folder}: cannot write the card: {exc}") from None
     click.echo(str(path))
+
+
+@main.command()
+@click.argument("task", type=click.Choice(TASKS))
+@click.option(
+    "--oof",
+    "oof_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Out-of-fold scores: a `cv` run's oof.npz (or a copy such as docs/cv/idc/ensemble-oof.npz "
+    "beside its ensemble-cv.json).",
+)
+@click.option("--variant", default="plain", show_default=True, help="The recipe to judge.")
+@click.option(
+    "--slides",
+    help="Comma-separated patients to draw as tissue | annotation | score (needs --figure).",
+)
+@click.option("--figure", type=click.Path(dir_okay=False, path_type=Path), help="The PNG to write.")
+def boundary(
+    task: str, oof_path: Path, variant: str, slides: str | None, figure: Path | None
+) -> None:
+    """How much of the CV's error lies on the annotation's outline: the nested figures with the
+    patches next to a patch of the other label left out, errors by distance, and (with --slides
+    and --figure) slides drawn as tissue | annotation | score."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from patchscan_train.boundary import boundary_table, markdown, slide_maps
+    from patchscan_train.tasks import TASKS as TASK_OF
+
+    spec = TASK_OF[task]
+    if spec.context is None:
+        raise click.UsageError(f"{task}'s images have no position on a slide")
+    if bool(slides) != bool(figure):
+        raise click.UsageError("--slides and --figure go together")
+    try:
+        click.echo(markdown(boundary_table(oof_path, spec, variant)))
+        if slides and figure:
+            slide_maps(oof_path, spec, variant, slides.split(","), figure)
+            click.echo(str(figure))
+    except (OSError, KeyError, ValueError) as exc:
+        raise click.ClickException(f"{oof_path}: {exc}") from None

@@ -27,11 +27,9 @@ def analyse(oof_path: Path, task_name: str) -> dict[str, Any]:
     """cv-report.json beside `oof_path`: one entry per variant."""
     task = TASKS[task_name]
     saved = np.load(oof_path)
-    record = json.loads((oof_path.parent / "cv.json").read_text())
+    record = record_of(oof_path)
     paths, groups, y = saved["paths"], saved["groups"], saved["y"].astype(bool)
-    fold_of = np.full(len(y), -1)
-    for i, fold in enumerate(record["folds"]):
-        fold_of[np.isin(groups, fold)] = i
+    fold_of = folds_of(groups, record)
     report: dict[str, Any] = {k: record[k] for k in ("folds", "epochs")}
     if "train_folds" in record:
         report["train_folds"] = record["train_folds"]
@@ -48,6 +46,20 @@ def analyse(oof_path: Path, task_name: str) -> dict[str, Any]:
     return report
 
 
+def record_of(oof_path: Path) -> dict[str, Any]:
+    """The run record (cv.json) beside OOF scores: `oof.npz` in a run folder, or a copy kept
+    under a prefix (docs/cv/idc/ensemble-oof.npz beside ensemble-cv.json)."""
+    return json.loads(oof_path.with_name(oof_path.name.replace("oof.npz", "cv.json")).read_text())
+
+
+def folds_of(groups: np.ndarray, record: dict[str, Any]) -> np.ndarray:
+    """Each example's fold number in the run `record` (-1 for a group in none)."""
+    fold_of = np.full(len(groups), -1)
+    for i, fold in enumerate(record["folds"]):
+        fold_of[np.isin(groups, fold)] = i
+    return fold_of
+
+
 def judge_variant(
     task: Any,
     paths: np.ndarray,
@@ -62,6 +74,20 @@ def judge_variant(
     fitted = choose(task, paths, y, raw, groups)
     out["fitted"] = fitted.pop("choices")
     out["fitted"].update(fitted)
+    out["nested"] = figures(y, *nested_decisions(task, paths, groups, y, raw, fold_of), groups)
+    return out
+
+
+def nested_decisions(
+    task: Any,
+    paths: np.ndarray,
+    groups: np.ndarray,
+    y: np.ndarray,
+    raw: np.ndarray,
+    fold_of: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each fold's deciding scores, calls and review flags at the choices (calibration,
+    threshold, band) fitted on the other folds' OOF scores: what a new patient gets."""
     nested_scores = np.zeros(len(y))
     nested_review = np.zeros(len(y), bool)
     nested_called = np.zeros(len(y), bool)
@@ -73,8 +99,7 @@ def judge_variant(
         nested_called[held] = scores >= choices["threshold"]
         band = choices["review_band"]
         nested_review[held] = (scores >= band[0]) & (scores < band[1])
-    out["nested"] = figures(y, nested_scores, nested_called, nested_review, groups)
-    return out
+    return nested_scores, nested_called, nested_review
 
 
 def deciding_scores(

@@ -1,0 +1,130 @@
+"""Where the CV's errors lie against the annotation's outline (patchscan-train boundary)."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow", reason="the train extra is not installed")
+
+from PIL import Image
+
+from patchscan_train.boundary import (
+    FAR,
+    boundary_table,
+    slide_maps,
+    steps_to_other_label,
+)
+from patchscan_train.tasks import TASKS
+
+IDC = TASKS["idc"]
+SAMPLES = Path(__file__).resolve().parents[1] / "assets" / "samples" / "idc"
+
+
+def patch(patient: str, x: int, y: int, label: int) -> str:
+    return f"{patient}/{label}/{patient}_idx5_x{x * 50}_y{y * 50}_class{label}.png"
+
+
+def test_steps_count_to_the_nearest_patch_of_the_other_label_on_the_same_slide() -> None:
+    strip = [("a", x, 0, int(x >= 2)) for x in range(5)]  # 0 0 1 1 1
+    diagonal = [("a", 4, 3, 0)]  # 3 steps below the last 1: max(|dx|, |dy|) = 3
+    one_label = [("b", x, 0, 1) for x in range(3)]  # a slide of IDC only
+    rows = strip + diagonal + one_label
+    paths = np.array([patch(*row) for row in rows])
+    groups = np.array([row[0] for row in rows])
+    y = np.array([row[3] for row in rows], bool)
+    steps = steps_to_other_label(paths, groups, y, IDC)
+    assert steps.tolist() == [2, 1, 1, 2, 3, 3, FAR, FAR, FAR]
+
+
+def synthetic_cv(folder: Path, patients: int = 8, side: int = 24) -> Path:
+    """OOF scores of `patients` slides, each a side x side grid, IDC in its left half: right
+    (0.05 / 0.95) everywhere except the two columns either side of the outline, which score the
+    other way; one patient per fold."""
+    rows = []
+    for p in range(patients):
+        for x in range(side):
+            for y in range(side):
+                label = int(x < side // 2)
+                wrong = x in (side // 2 - 1, side // 2)
+                score = 0.95 if label != wrong else 0.05
+                rows.append((patch(f"p{p}", x, y, label), f"p{p}", label, score))
+    paths, groups, labels, scores = (np.array(column) for column in zip(*rows, strict=True))
+    folder.mkdir(parents=True)
+    np.savez_compressed(
+        folder / "oof.npz",
+        paths=paths,
+        groups=groups,
+        y=labels.astype(np.int64),
+        oof_plain=scores.astype(np.float32),
+    )
+    record = {"folds": [[f"p{p}"] for p in range(patients)], "epochs": 1}
+    (folder / "cv.json").write_text(json.dumps(record))
+    return folder / "oof.npz"
+
+
+def test_the_table_leaves_out_the_outline_and_counts_errors_by_distance(tmp_path: Path) -> None:
+    # Without slide context, which would outvote a wrong column with its right neighbours.
+    patch_alone = dataclasses.replace(IDC, context=None)
+    table = boundary_table(synthetic_cv(tmp_path / "cv"), patch_alone, "plain")
+    rows, by_step = table["rows"], table["errors_by_step"]
+    assert rows["all patches"]["patches"] == 8 * 24 * 24
+    assert by_step["1"]["patches"] == 8 * 2 * 24  # the two columns touching the outline
+    assert by_step["1"]["errors"] == 8 * 2 * 24  # all of them wrong
+    assert sum(step["errors"] for step in by_step.values()) == table["errors"]
+    away = rows["more than 1 step from the other label"]
+    assert away["patches"] == 8 * 22 * 24
+    assert away["errors"] == table["errors"] - by_step["1"]["errors"]
+    assert away["f1"] > rows["all patches"]["f1"] and away["roc_auc"] == pytest.approx(1.0)
+
+
+def test_slide_maps_draw_tissue_annotation_and_score_side_by_side(tmp_path: Path) -> None:
+    paths = np.array(sorted(str(p) for p in SAMPLES.glob("9035/*/*.png")))
+    y = np.array(["class1" in p for p in paths])
+    groups = np.full(len(paths), "9035")
+    folder = tmp_path / "cv"
+    folder.mkdir()
+    scores = np.where(y, 0.9, 0.1).astype(np.float32)
+    np.savez_compressed(folder / "oof.npz", paths=paths, groups=groups, y=y, oof_plain=scores)
+    (folder / "cv.json").write_text(json.dumps({"folds": [["9035"]], "epochs": 1}))
+    # The choices need other folds' scores: the same slide under a second name.
+    saved = dict(np.load(folder / "oof.npz"))
+    twice = {k: np.concatenate([v, v]) for k, v in saved.items()}
+    twice["groups"] = np.concatenate([groups, np.full(len(paths), "copy")])
+    twice["paths"] = np.concatenate([paths, [p.replace("/9035/", "/copy/") for p in paths]])
+    np.savez_compressed(folder / "oof.npz", **twice)
+    (folder / "cv.json").write_text(json.dumps({"folds": [["9035"], ["copy"]], "epochs": 1}))
+
+    cell = 4
+    slide_maps(folder / "oof.npz", IDC, "plain", ["9035"], tmp_path / "map.png", cell=cell)
+    xs = [int(p.split("_x")[1].split("_")[0]) // 50 for p in paths]
+    ys = [int(p.split("_y")[1].split("_")[0]) // 50 for p in paths]
+    width, height = (max(xs) + 1) * cell, (max(ys) + 1) * cell
+    image = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))
+    assert image.shape[:2] == (height + cell, 3 * width + 2 * cell)
+    for path, x, yy, positive in list(zip(paths, xs, ys, y, strict=True))[
+        :: max(1, len(paths) // 20)
+    ]:
+        annotation = image[yy * cell + 1, width + cell + x * cell + 1]
+        assert (annotation[0] > annotation[2]) == positive, path  # red IDC, blue not
+    with pytest.raises(ValueError, match="no patient 'nobody'"):
+        slide_maps(folder / "oof.npz", IDC, "plain", ["nobody"], tmp_path / "x.png")
+
+
+def test_the_command_prints_the_table_and_refuses_what_it_cannot_do(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from patchscan_train.cli import main
+
+    oof = synthetic_cv(tmp_path / "cv")
+    result = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof)])
+    assert result.exit_code == 0, result.output
+    assert "| more than 1 step from the other label | 4,224 |" in result.output
+    skin = CliRunner().invoke(main, ["boundary", "skin", "--oof", str(oof)])
+    assert skin.exit_code == 2 and "no position on a slide" in skin.output
+    alone = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof), "--slides", "p0"])
+    assert alone.exit_code == 2 and "--slides and --figure go together" in alone.output
+    missing = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof), "--variant", "x"])
+    assert missing.exit_code == 1 and "oof_x" in missing.output
