@@ -128,3 +128,24 @@ def test_the_command_prints_the_table_and_refuses_what_it_cannot_do(tmp_path: Pa
     assert alone.exit_code == 2 and "--slides and --figure go together" in alone.output
     missing = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof), "--variant", "x"])
     assert missing.exit_code == 1 and "oof_x" in missing.output
+
+
+def test_light_outline_weighs_the_outline_a_quarter_in_the_training_loss() -> None:
+    from patchscan_train.boundary import loss_weights
+    from patchscan_train.cv import LIGHT_OUTLINE, recipe
+    from patchscan_train.train import FitSettings, training_dataset
+
+    rows = [("a", x, 0, int(x >= 2)) for x in range(5)]  # 0 0 1 1 1: x = 1, 2 on the outline
+    paths = np.array([patch(*row) for row in rows])
+    groups = np.array([row[0] for row in rows])
+    y = np.array([row[3] for row in rows])
+    assert loss_weights(IDC, paths, groups, y) is None  # plain weighs all alike
+    weights = loss_weights(recipe(IDC, "light-outline"), paths, groups, y)
+    assert weights is not None and weights.tolist() == [1, LIGHT_OUTLINE, LIGHT_OUTLINE, 1, 1]
+
+    settings = FitSettings(epochs=1, batch_size=5, learning_rate=1e-3, patience=1, seed=0)
+    images = np.zeros((5, 50, 50, 3), np.uint8)
+    batch = next(iter(training_dataset(images, y, settings, lambda x: x, weights)))
+    labels, loss_weight = batch[1].numpy(), batch[2].numpy()
+    per_class = np.where(labels > 0.5, 0.5 / 0.6, 0.5 / 0.4)  # 3 of 5 positive
+    assert sorted((loss_weight / per_class).round(6).tolist()) == [0.25, 0.25, 1, 1, 1]

@@ -111,7 +111,7 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
     both classes: each patch is scored by the fold that held its patient out, and the report's
     figures come from those scores."""
     root = tiny_patients(tmp_path / "data")
-    variants = ("plain", "plain+reinhard", "plain+adabn")
+    variants = ("plain", "light-outline", "plain+reinhard", "plain+adabn")
     oof_path = run_cv("idc", root, tmp_path / "cv", k=3, epochs=1, seed=0, variants=variants)
     saved = np.load(oof_path)
     for variant in variants:  # the test-time scorings too, each patch once, by plain's models

@@ -50,6 +50,17 @@ def steps_to_other_label(
     return out
 
 
+def loss_weights(
+    task: Task, paths: np.ndarray, groups: np.ndarray, y: np.ndarray
+) -> np.ndarray | None:
+    """Each example's weight in the training loss: task.outline_weight for a patch touching the
+    other label, 1 elsewhere; None when the task weighs all alike. A patch's weight depends on
+    its own slide's labels only, so the held-out patients never set a training weight."""
+    if task.outline_weight == 1.0:
+        return None
+    return np.where(steps_to_other_label(paths, groups, y, task) == 1, task.outline_weight, 1.0)
+
+
 def boundary_table(
     oof_path: Path, task: Task, variant: str, beyond: tuple[int, ...] = (1, 2, 3)
 ) -> dict[str, Any]:

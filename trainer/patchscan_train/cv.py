@@ -27,6 +27,7 @@ import numpy as np
 
 from patchscan import stain
 from patchscan_train import data
+from patchscan_train.boundary import loss_weights
 from patchscan_train.tasks import TASKS, Task
 from patchscan_train.variants import (
     TEST_TIME,
@@ -137,7 +138,9 @@ def run_cv(
         for variant in (v for v in variants if v not in TEST_TIME):
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
-            model = _fold_model(recipe(task, variant), prepared, y, train, val, epochs, seed)
+            trained = recipe(task, variant)
+            weights = loss_weights(trained, paths, groups, y)
+            model = _fold_model(trained, prepared, y, train, val, epochs, seed, weights)
             oof[variant][test] = predict(model, prepared[test])
             _timed(record, variant, started, i, k)
             for scoring in (v for v in variants if v in TEST_TIME and scored_recipe(v) == variant):
@@ -197,6 +200,10 @@ def design(record: dict[str, Any]) -> tuple[Any, ...]:
     return folds, record["epochs"], record.get("train_folds", len(folds) - 2)
 
 
+# light-outline's weight for a patch on the annotation's outline (boundary.loss_weights).
+LIGHT_OUTLINE = 0.25
+
+
 def recipe(task: Task, variant: str) -> Task:
     """The task as this variant trains it (each member of an ensemble of it alike)."""
     variant = members_of(variant)[0]
@@ -204,13 +211,15 @@ def recipe(task: Task, variant: str) -> Task:
         from patchscan_train.augment import for_histology_strong
 
         return dataclasses.replace(task, augment=for_histology_strong)
+    if variant == "light-outline":
+        return dataclasses.replace(task, outline_weight=LIGHT_OUTLINE)
     return task
 
 
 def _prepared(
     variant: str, images: np.ndarray, groups: np.ndarray, train: np.ndarray
 ) -> np.ndarray:
-    if variant in ("plain", "strong-colour"):
+    if variant in ("plain", "strong-colour", "light-outline"):
         return images
     if variant == "reinhard":
         # The target is the average training slide: the held-out patients' colours never set it.
@@ -255,8 +264,10 @@ def _fold_model(
     val: np.ndarray,
     epochs: int,
     seed: int,
+    weights: np.ndarray | None = None,
 ) -> Any:
-    """One fold's model of `task`'s recipe, trained on `train` and stopped early on `val`."""
+    """One fold's model of `task`'s recipe, trained on `train` (each example's loss times its
+    `weights`, when given) and stopped early on `val`."""
     from patchscan_train.train import fit
 
     settings = dataclasses.replace(
@@ -267,7 +278,15 @@ def _fold_model(
         batch_size=task.fit.batch_size if train.sum() > 1000 else 8,
     )
     model = task.build(task.size)
-    fit(model, (images[train], y[train]), (images[val], y[val]), settings, task.augment)
+    train_weights = None if weights is None else weights[train]
+    fit(
+        model,
+        (images[train], y[train]),
+        (images[val], y[val]),
+        settings,
+        task.augment,
+        weights=train_weights,
+    )
     return model
 
 

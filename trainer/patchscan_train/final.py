@@ -26,6 +26,7 @@ from patchscan.imaging import load_rgb
 from patchscan.model import ModelInfo, read_info
 from patchscan.naming import parse_name
 from patchscan_train import data, nets
+from patchscan_train.boundary import loss_weights
 from patchscan_train.cv import design, recipe
 from patchscan_train.cv_report import markdown
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
@@ -46,7 +47,13 @@ def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -
     examples = task.examples(root)
     images = data.load_images(examples, task.size)
     y = data.labels(examples)
-    model, history, seconds = _trained(task, variant, record, images, y)
+    weights = loss_weights(
+        task,
+        np.array([str(e.path) for e in examples]),
+        np.array([e.group for e in examples]),
+        y,
+    )
+    model, history, seconds = _trained(task, variant, record, images, y, weights)
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / f"{task.name}.keras")
     info = final_info(task, result, record, examples, int(model.count_params()), seconds, variant)
@@ -70,7 +77,12 @@ def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -
 
 
 def _trained(
-    task: Any, variant: str, record: dict[str, Any], images: np.ndarray, y: np.ndarray
+    task: Any,
+    variant: str,
+    record: dict[str, Any],
+    images: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> tuple[Any, list[dict[str, list[float]]], float]:
     """The recipe trained on every image: one model, or for an ensemble (plain-x2) each member
     alike with its own seed (the CV's seed, then the next ones) and their probabilities averaged
@@ -82,7 +94,7 @@ def _trained(
         seed = record["seed"] + member
         settings = dataclasses.replace(task.fit, epochs=record["epochs"], seed=seed)
         model = task.build(task.size)
-        history, seconds = fit(model, (images, y), None, settings, task.augment)
+        history, seconds = fit(model, (images, y), None, settings, task.augment, weights=weights)
         models.append(model)
         histories.append(history)
         total += seconds

@@ -57,6 +57,9 @@ class Task:
     dihedral_views: bool = False
     # A trained Keras model the new one learns from besides the labels (train.Distilled).
     teacher: Path | None = None
+    # How much a patch touching a patch of the other label on its slide (the annotation's
+    # outline, where a patch may hold both tissues) counts in the loss; 1: like any other.
+    outline_weight: float = 1.0
 
 
 TASKS = {

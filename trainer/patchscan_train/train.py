@@ -37,9 +37,14 @@ def training_dataset(
     y: np.ndarray,
     settings: FitSettings,
     augment: Callable[[tf.Tensor], tf.Tensor],
+    weights: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    weights = class_weights(y)
-    sample_weight = np.where(y > 0.5, weights[1], weights[0]).astype(np.float32)
+    """Batches of augmented images, labels and loss weights: the classes balanced, each example
+    times its own weight when `weights` are given."""
+    per_class = class_weights(y)
+    sample_weight = np.where(y > 0.5, per_class[1], per_class[0]).astype(np.float32)
+    if weights is not None:
+        sample_weight *= weights.astype(np.float32)
     data = tf.data.Dataset.from_tensor_slices((images, y, sample_weight))
     data = data.shuffle(len(images), seed=settings.seed, reshuffle_each_iteration=True)
     data = data.batch(settings.batch_size, drop_remainder=True)
@@ -56,11 +61,13 @@ def fit(
     settings: FitSettings,
     augment: Callable[[tf.Tensor], tf.Tensor],
     teacher: keras.Model | None = None,
+    weights: np.ndarray | None = None,
 ) -> tuple[dict[str, list[float]], float]:
-    """Train in place (towards `teacher` too, when given); returns the per-epoch history and the
-    wall time in seconds. With `val`, the weights of the best validation epoch are kept (and
-    training stops early); without, all epochs run and the last weights stay (a model trained
-    on every patient, its recipe's epochs fixed by cross-validation)."""
+    """Train in place (towards `teacher` too, when given; each training example's loss times
+    its `weights`, when given); returns the per-epoch history and the wall time in seconds. With
+    `val`, the weights of the best validation epoch are kept (and training stops early);
+    without, all epochs run and the last weights stay (a model trained on every patient, its
+    recipe's epochs fixed by cross-validation)."""
     keras.utils.set_random_seed(settings.seed)
     steps = settings.epochs * (len(train[0]) // settings.batch_size)
     schedule = keras.optimizers.schedules.CosineDecay(settings.learning_rate, steps, alpha=0.02)
@@ -73,7 +80,7 @@ def fit(
     )
     started = time.monotonic()
     history = model.fit(
-        training_dataset(train[0], train[1], settings, augment),
+        training_dataset(train[0], train[1], settings, augment, weights),
         epochs=settings.epochs,
         callbacks=[KeepBest(val[0], val[1], settings.patience)] if val is not None else [],
         shuffle=False,  # the dataset reshuffles itself every epoch
