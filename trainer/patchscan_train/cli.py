@@ -94,7 +94,8 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     "--train-folds",
     type=click.IntRange(1),
     help="Train each fold's models on only this many of the FOLDS-2 training folds "
-    "(a learning curve: same held-out patients, fewer training patients) [all].",
+    "(a learning curve: same held-out patients, fewer training patients) [all]. An epoch "
+    "shrinks with them: scale --epochs by (FOLDS-2)/N to keep the training steps.",
 )
 def cv(
     task: str,

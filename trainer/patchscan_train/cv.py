@@ -101,7 +101,9 @@ def run_cv(
 
     `train_folds` trains each fold's models on only that many of the k-2 training folds (the
     ones after its validation fold, in turn): the same held-out patients, scored by models that
-    saw fewer patients, for a learning curve."""
+    saw fewer patients, for a learning curve. Each epoch then has fewer steps: to compare like
+    with like, give `epochs` times (k-2)/train_folds (with 12 of 24 patients and 10 epochs the
+    fold models took half the steps, and some stopped before they had learned)."""
     from patchscan_train.run import _spread
     from patchscan_train.train import predict
 
