@@ -95,7 +95,7 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     type=click.IntRange(1),
     help="Train each fold's models on only this many of the FOLDS-2 training folds "
     "(a learning curve: same held-out patients, fewer training patients) [all]. An epoch "
-    "shrinks with them: scale --epochs by (FOLDS-2)/N to keep the training steps.",
+    "shrinks with them; the learning-rate schedule keeps its shape over --epochs.",
 )
 def cv(
     task: str,

@@ -101,9 +101,10 @@ def run_cv(
 
     `train_folds` trains each fold's models on only that many of the k-2 training folds (the
     ones after its validation fold, in turn): the same held-out patients, scored by models that
-    saw fewer patients, for a learning curve. Each epoch then has fewer steps: to compare like
-    with like, give `epochs` times (k-2)/train_folds (with 12 of 24 patients and 10 epochs the
-    fold models took half the steps, and some stopped before they had learned)."""
+    saw fewer patients, for a learning curve. Each epoch then has fewer steps, while the
+    learning-rate schedule keeps its shape over `epochs`. More epochs to make up the steps did
+    worse (12 patients at 20 epochs: ROC AUC 0.864 against 0.914 at 10): early stopping on a
+    noisy validation fold then keeps weights from before the learning rate has come down."""
     from patchscan_train.run import _spread
     from patchscan_train.train import predict
 
