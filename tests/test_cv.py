@@ -57,6 +57,10 @@ def test_a_learning_curve_trains_on_fewer_folds_never_on_the_held_out_or_validat
     for count in (0, 7):
         with pytest.raises(ValueError, match="train on 1 to 6 of 8 folds"):
             training_patients(folds, 0, count)
+    # Without a validation fold (as `final` trains): every fold but the held-out one.
+    unvalidated = training_patients(folds, 3, None, validated=False)
+    assert sorted(unvalidated) == sorted(p for f in (0, 1, 2, 4, 5, 6, 7) for p in folds[f])
+    assert training_patients(folds, 7, 1, validated=False) == ["p0a", "p0b"]
 
 
 def test_platt_scaling_recovers_a_known_calibration() -> None:
@@ -174,7 +178,8 @@ def test_an_ensembles_cv_is_the_mean_of_its_runs_and_it_ships_as_one_network(
     assert {"plain-x2", "plain #1", "plain #2"} <= set(report)
     record = json.loads((second / "cv.json").read_text())
     assert record["train_folds"] == 1  # 3 folds: one trains, one validates, one is held out
-    for changed in ({"folds": record["folds"][::-1]}, {"epochs": 2}, {"train_folds": 2}):
+    changes = ({"folds": record["folds"][::-1]}, {"epochs": 2}, {"train_folds": 2})
+    for changed in (*changes, {"validation": False}):
         (second / "cv.json").write_text(json.dumps({**record, **changed}))
         with pytest.raises(ValueError, match="other folds, epochs or training folds"):
             merge_runs([tmp_path / "a", second], "plain", tmp_path / "bad")
@@ -212,3 +217,17 @@ def test_cv_reports_merge_only_on_the_same_folds() -> None:
     again = {**member, "plain": analysed_again, "plain+adabn": other}
     merged = merged_reports([member, again])  # an ensemble's member, and the run it came from
     assert set(merged) == {"folds", "epochs", "plain #2", "plain+adabn"}
+
+
+def test_without_validation_each_fold_trains_on_every_other_fold_as_final_does(
+    tmp_path: Path,
+) -> None:
+    root = tiny_patients(tmp_path / "data")
+    oof = run_cv(
+        "idc", root, tmp_path / "cv", k=3, epochs=1, seed=0, variants=("plain",), validate=False
+    )
+    assert not np.isnan(np.load(oof)["oof_plain"]).any()
+    record = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert record["validation"] is False and record["train_folds"] == 2
+    report = analyse(oof, "idc")
+    assert report["validation"] is False and report["train_folds"] == 2

@@ -97,6 +97,12 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
     "(a learning curve: same held-out patients, fewer training patients) [all]. An epoch "
     "shrinks with them; the learning-rate schedule keeps its shape over --epochs.",
 )
+@click.option(
+    "--no-validation",
+    is_flag=True,
+    help="Train each fold's models on all other folds for all --epochs and keep the last "
+    "weights, as `final` trains the shipped model (no early stopping on a validation fold).",
+)
 def cv(
     task: str,
     data: Path,
@@ -107,6 +113,7 @@ def cv(
     variants: tuple[str, ...],
     limit: int | None,
     train_folds: int | None,
+    no_validation: bool,
 ) -> None:
     """Patient-level cross-validation of TASK: out-of-fold scores for every patient (oof.npz),
     then the pooled and per-patient table, calibration and review band (cv-report.json)."""
@@ -115,12 +122,13 @@ def cv(
     from patchscan_train.cv_report import analyse
 
     out = out or Path("runs") / f"{task}-cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    if train_folds is not None and train_folds > folds - 2:
-        raise click.BadParameter(
-            f"at most {folds - 2} with {folds} folds", param_hint="--train-folds"
-        )
+    most = folds - (1 if no_validation else 2)
+    if train_folds is not None and train_folds > most:
+        raise click.BadParameter(f"at most {most} with {folds} folds", param_hint="--train-folds")
     recipes = variants or (*VARIANTS, *TEST_TIME)
-    oof = run_cv(task, data, out, folds, epochs, seed, recipes, limit, train_folds)
+    oof = run_cv(
+        task, data, out, folds, epochs, seed, recipes, limit, train_folds, not no_validation
+    )
     click.echo(json.dumps(analyse(oof, task), indent=2)[:4000])
 
 

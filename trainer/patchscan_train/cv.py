@@ -60,15 +60,17 @@ def patient_folds(examples: Sequence[data.Example], k: int, seed: int) -> list[l
 
 
 def training_patients(
-    folds: Sequence[Sequence[str]], held_out: int, count: int | None
+    folds: Sequence[Sequence[str]], held_out: int, count: int | None, validated: bool = True
 ) -> list[str]:
-    """The patients fold `held_out`'s models train on: the `count` folds (all k-2 if None)
-    after its validation fold, the one next to it."""
+    """The patients fold `held_out`'s models train on: the `count` folds (all there are if
+    None) after its validation fold, the one next to it, or after the held-out fold itself
+    when the models train without validation."""
     k = len(folds)
-    count = k - 2 if count is None else count
-    if not 1 <= count <= k - 2:
-        raise ValueError(f"train on 1 to {k - 2} of {k} folds, not {count}")
-    return [name for step in range(2, 2 + count) for name in folds[(held_out + step) % k]]
+    first = 2 if validated else 1
+    count = k - first if count is None else count
+    if not 1 <= count <= k - first:
+        raise ValueError(f"train on 1 to {k - first} of {k} folds, not {count}")
+    return [name for step in range(first, first + count) for name in folds[(held_out + step) % k]]
 
 
 def standardised(
@@ -96,8 +98,13 @@ def run_cv(
     variants: Sequence[str] = VARIANTS,
     limit: int | None = None,
     train_folds: int | None = None,
+    validate: bool = True,
 ) -> Path:
     """Train and score every fold of every variant; returns the OOF file (written as it goes).
+
+    Without `validate`, each fold's models train on all the other folds for all `epochs` and
+    keep their last weights, as `final` trains the shipped model: no early stopping on a
+    validation fold of 4 patients, whose ROC AUC jumps from epoch to epoch.
 
     `train_folds` trains each fold's models on only that many of the k-2 training folds (the
     ones after its validation fold, in turn): the same held-out patients, scored by models that
@@ -130,14 +137,15 @@ def run_cv(
         "folds": folds,
         "epochs": epochs,
         "seed": seed,
-        "train_folds": train_folds or k - 2,
+        "validation": validate,
+        "train_folds": train_folds or k - (2 if validate else 1),
         "variants": list(variants),
         "fold_seconds": {v: [] for v in variants},
     }
     for i, fold in enumerate(folds):
         test = np.isin(groups, fold)
-        val = np.isin(groups, folds[(i + 1) % k])
-        train = np.isin(groups, training_patients(folds, i, train_folds))
+        val = np.isin(groups, folds[(i + 1) % k]) if validate else None
+        train = np.isin(groups, training_patients(folds, i, train_folds, validate))
         for variant in (v for v in variants if v not in TEST_TIME):
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
@@ -183,6 +191,7 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
     record = {
         **{k: first[k] for k in ("task", "folds", "epochs", "seed")},
         "train_folds": design(first)[2],
+        "validation": design(first)[3],
         "variants": list(oof),
         "runs": [str(run) for run in runs],
         "fold_seconds": {
@@ -197,10 +206,11 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
 
 def design(record: dict[str, Any]) -> tuple[Any, ...]:
     """What CV runs (cv.json) or their reports (cv-report.json) must share to be averaged or
-    compared: folds, epochs and how many folds trained each model (runs from before
-    `train_folds` was recorded trained on all k-2)."""
-    folds = record["folds"]
-    return folds, record["epochs"], record.get("train_folds", len(folds) - 2)
+    compared: folds, epochs, how many folds trained each model and whether a validation fold
+    stopped it (runs from before these were recorded validated and trained on all k-2)."""
+    folds, validated = record["folds"], record.get("validation", True)
+    trained = record.get("train_folds", len(folds) - (2 if validated else 1))
+    return folds, record["epochs"], trained, validated
 
 
 # light-outline's weight for a patch on the annotation's outline (boundary.loss_weights).
@@ -264,13 +274,13 @@ def _fold_model(
     images: np.ndarray,
     y: np.ndarray,
     train: np.ndarray,
-    val: np.ndarray,
+    val: np.ndarray | None,
     epochs: int,
     seed: int,
     weights: np.ndarray | None = None,
 ) -> Any:
     """One fold's model of `task`'s recipe, trained on `train` (each example's loss times its
-    `weights`, when given) and stopped early on `val`."""
+    `weights`, when given) and stopped early on `val`, or for all epochs without it."""
     from patchscan_train.train import fit
 
     settings = dataclasses.replace(
@@ -285,7 +295,7 @@ def _fold_model(
     fit(
         model,
         (images[train], y[train]),
-        (images[val], y[val]),
+        None if val is None else (images[val], y[val]),
         settings,
         task.augment,
         weights=train_weights,

@@ -31,8 +31,7 @@ def analyse(oof_path: Path, task_name: str) -> dict[str, Any]:
     paths, groups, y = saved["paths"], saved["groups"], saved["y"].astype(bool)
     fold_of = folds_of(groups, record)
     report: dict[str, Any] = {k: record[k] for k in ("folds", "epochs")}
-    if "train_folds" in record:
-        report["train_folds"] = record["train_folds"]
+    report.update({k: record[k] for k in ("train_folds", "validation") if k in record})
     for variant in record["variants"]:
         raw = saved[f"oof_{variant}"]
         done = ~np.isnan(raw)
