@@ -11,6 +11,9 @@ pytest.importorskip("tensorflow", reason="the train extra is not installed")
 
 from PIL import Image
 
+from patchscan.imaging import load_rgb
+from patchscan.report import images
+from patchscan.results import TILE
 from patchscan_train.boundary import (
     FAR,
     boundary_table,
@@ -80,36 +83,37 @@ def test_the_table_leaves_out_the_outline_and_counts_errors_by_distance(tmp_path
     assert away["f1"] > rows["all patches"]["f1"] and away["roc_auc"] == pytest.approx(1.0)
 
 
-def test_slide_maps_draw_tissue_annotation_and_score_side_by_side(tmp_path: Path) -> None:
-    paths = np.array(sorted(str(p) for p in SAMPLES.glob("9035/*/*.png")))
-    y = np.array(["class1" in p for p in paths])
-    groups = np.full(len(paths), "9035")
+def test_slide_maps_draw_tissue_annotation_and_score_as_the_report_does(tmp_path: Path) -> None:
+    one = np.array(sorted(str(p) for p in SAMPLES.glob("9035/*/*.png")))
+    y = np.array(["class1" in p for p in one])
+    # The choices need other folds' scores: the same slide again under a second name.
+    paths = np.concatenate([one, [p.replace("/9035/", "/copy/") for p in one]])
+    groups = np.repeat(["9035", "copy"], len(one))
+    scores = np.tile(np.where(y, 0.9, 0.1), 2).astype(np.float32)
     folder = tmp_path / "cv"
     folder.mkdir()
-    scores = np.where(y, 0.9, 0.1).astype(np.float32)
-    np.savez_compressed(folder / "oof.npz", paths=paths, groups=groups, y=y, oof_plain=scores)
-    (folder / "cv.json").write_text(json.dumps({"folds": [["9035"]], "epochs": 1}))
-    # The choices need other folds' scores: the same slide under a second name.
-    saved = dict(np.load(folder / "oof.npz"))
-    twice = {k: np.concatenate([v, v]) for k, v in saved.items()}
-    twice["groups"] = np.concatenate([groups, np.full(len(paths), "copy")])
-    twice["paths"] = np.concatenate([paths, [p.replace("/9035/", "/copy/") for p in paths]])
-    np.savez_compressed(folder / "oof.npz", **twice)
+    np.savez_compressed(
+        folder / "oof.npz", paths=paths, groups=groups, y=np.tile(y, 2), oof_plain=scores
+    )
     (folder / "cv.json").write_text(json.dumps({"folds": [["9035"], ["copy"]], "epochs": 1}))
 
-    cell = 4
-    slide_maps(folder / "oof.npz", IDC, "plain", ["9035"], tmp_path / "map.png", cell=cell)
-    xs = [int(p.split("_x")[1].split("_")[0]) // 50 for p in paths]
-    ys = [int(p.split("_y")[1].split("_")[0]) // 50 for p in paths]
-    width, height = (max(xs) + 1) * cell, (max(ys) + 1) * cell
+    patch_alone = dataclasses.replace(IDC, context=None)  # so every call follows its own score
+    slide_maps(folder / "oof.npz", patch_alone, "plain", ["9035"], tmp_path / "map.png")
+    xs = np.array([int(p.split("_x")[1].split("_")[0]) for p in one])
+    ys = np.array([int(p.split("_y")[1].split("_")[0]) for p in one])
+    cols, rows = (xs - xs.min()) // 50, (ys - ys.min()) // 50  # the samples' grid is 50 px
+    width, height = (cols.max() + 1) * TILE, (rows.max() + 1) * TILE
     image = np.asarray(Image.open(tmp_path / "map.png").convert("RGB"))
-    assert image.shape[:2] == (height + cell, 3 * width + 2 * cell)
-    for path, x, yy, positive in list(zip(paths, xs, ys, y, strict=True))[
-        :: max(1, len(paths) // 20)
-    ]:
-        annotation = image[yy * cell + 1, width + cell + x * cell + 1]
-        assert (annotation[0] > annotation[2]) == positive, path  # red IDC, blue not
-    with pytest.raises(ValueError, match="no patient 'nobody'"):
+    assert image.shape[:2] == (height, 3 * width + 2 * TILE)  # tissue | annotation | score
+    for path, col, row, positive in zip(one, cols, rows, y, strict=True):
+        tissue = Image.fromarray(load_rgb(path, IDC.size)).resize((TILE, TILE))
+        block = image[row * TILE : (row + 1) * TILE, col * TILE : (col + 1) * TILE]
+        np.testing.assert_array_equal(block, np.asarray(tissue))  # the patch, in its place
+        top, left = row * TILE + 1, col * TILE + 1
+        assert tuple(image[top, width + TILE + left]) == images.TRUTH_COLOURS[bool(positive)]
+        score = image[top, 2 * (width + TILE) + left].astype(int)
+        assert (score[0] > score[2]) == positive  # warm where called IDC, as in the report
+    with pytest.raises(ValueError, match="patient 'nobody'"):
         slide_maps(folder / "oof.npz", IDC, "plain", ["nobody"], tmp_path / "x.png")
 
 
@@ -122,8 +126,14 @@ def test_the_command_prints_the_table_and_refuses_what_it_cannot_do(tmp_path: Pa
     result = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof)])
     assert result.exit_code == 0, result.output
     assert "| more than 1 step from the other label | 4,224 |" in result.output
-    skin = CliRunner().invoke(main, ["boundary", "skin", "--oof", str(oof)])
-    assert skin.exit_code == 2 and "no position on a slide" in skin.output
+    unplaced = tmp_path / "unplaced"
+    unplaced.mkdir()
+    saved = dict(np.load(oof))
+    saved["paths"] = np.array([p.split("_idx5")[0] + ".png" for p in saved["paths"]])
+    np.savez_compressed(unplaced / "oof.npz", **saved)
+    (unplaced / "cv.json").write_text((oof.parent / "cv.json").read_text())
+    nowhere = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(unplaced / "oof.npz")])
+    assert nowhere.exit_code == 1 and "no patch has a position on a slide" in nowhere.output
     alone = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof), "--slides", "p0"])
     assert alone.exit_code == 2 and "--slides and --figure go together" in alone.output
     missing = CliRunner().invoke(main, ["boundary", "idc", "--oof", str(oof), "--variant", "x"])

@@ -57,6 +57,8 @@ def test_a_learning_curve_trains_on_fewer_folds_never_on_the_held_out_or_validat
     for count in (0, 7):
         with pytest.raises(ValueError, match="train on 1 to 6 of 8 folds"):
             training_patients(folds, 0, count)
+    with pytest.raises(ValueError, match="train on 1 to 7 of 8 folds"):
+        training_patients(folds, 0, 8, validated=False)
     # Without a validation fold (as `final` trains): every fold but the held-out one.
     unvalidated = training_patients(folds, 3, None, validated=False)
     assert sorted(unvalidated) == sorted(p for f in (0, 1, 2, 4, 5, 6, 7) for p in folds[f])
@@ -200,16 +202,20 @@ def test_a_test_time_scoring_needs_the_recipe_whose_models_it_scores(tmp_path: P
 
 
 def test_cv_reports_merge_only_on_the_same_folds() -> None:
-    plain = {"folds": [["a"], ["b"]], "epochs": 10, "plain": {"fitted": 1}}
-    other = {"folds": [["a"], ["b"]], "epochs": 10, "reinhard": {"fitted": 2}}
+    folds = [["a"], ["b"], ["c"], ["d"]]
+    plain = {"folds": folds, "epochs": 10, "plain": {"fitted": 1}}
+    other = {"folds": folds, "epochs": 10, "reinhard": {"fitted": 2}}
     assert merged_reports([plain, other]) == {**plain, "reinhard": {"fitted": 2}}
-    with pytest.raises(ValueError, match="not comparable"):
-        merged_reports([plain, {**other, "folds": [["b"], ["a"]]}])
-    with pytest.raises(ValueError, match="not comparable"):
-        merged_reports([plain, {**other, "epochs": 20}])
-    with pytest.raises(ValueError, match="not comparable"):  # a learning curve's point
-        merged_reports([plain, {**other, "train_folds": 1}])
-    assert merged_reports([plain, {**other, "train_folds": 0}])  # recorded or not: all k-2 folds
+    for changed in (
+        {"folds": folds[::-1]},
+        {"epochs": 20},
+        {"train_folds": 1},  # a learning curve's point
+        {"validation": False},  # trained on 3 folds, not stopped on one
+    ):
+        with pytest.raises(ValueError, match="not comparable"):
+            merged_reports([plain, {**other, **changed}])
+    recorded = {**other, "train_folds": 2, "validation": True}  # recorded or not: all k-2
+    assert merged_reports([plain, recorded])["reinhard"] == {"fitted": 2}
     pooled = {"n": 5, "roc_auc": float("nan"), "f1": 0.75}  # no ROC AUC without negatives
     member = {"folds": plain["folds"], "epochs": 10, "plain #2": {"nested": {"pooled": pooled}}}
     analysed_again = {"nested": {"pooled": {**pooled, "f1": 0.75 + 1e-12}}}  # the last bits
@@ -231,3 +237,30 @@ def test_without_validation_each_fold_trains_on_every_other_fold_as_final_does(
     assert record["validation"] is False and record["train_folds"] == 2
     report = analyse(oof, "idc")
     assert report["validation"] is False and report["train_folds"] == 2
+
+
+def test_the_command_line_refuses_more_training_folds_than_there_are() -> None:
+    from click.testing import CliRunner
+
+    from patchscan_train.cli import main
+
+    base = ["cv", "idc", "--data", str(SAMPLES), "--folds", "4"]
+    too_many = CliRunner().invoke(main, [*base, "--train-folds", "3"])
+    assert too_many.exit_code == 2 and "train on 1 to 2 of 4 folds, not 3" in too_many.output
+    unvalidated = CliRunner().invoke(main, [*base, "--train-folds", "4", "--no-validation"])
+    assert unvalidated.exit_code == 2 and "train on 1 to 3 of 4 folds" in unvalidated.output
+
+
+def test_final_refuses_to_ship_from_a_learning_curves_run(tmp_path: Path) -> None:
+    """Its figures come from fold models that saw fewer patients than the shipped model will."""
+    from click.testing import CliRunner
+
+    from patchscan_train.cli import main
+
+    record = {"task": "idc", "folds": [["a"], ["b"], ["c"], ["d"]], "epochs": 1, "seed": 0}
+    (tmp_path / "cv.json").write_text(json.dumps({**record, "train_folds": 1}))
+    (tmp_path / "cv-report.json").write_text(json.dumps({"plain": {}}))
+    args = ["final", "idc", "--data", str(SAMPLES), "--cv", str(tmp_path), "--out", "unused"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and "a learning curve" in refused.output
+    assert not Path("unused").exists()

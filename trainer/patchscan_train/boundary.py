@@ -15,14 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from patchscan import metrics
+from patchscan.imaging import load_rgb
 from patchscan.naming import parse_name
+from patchscan.report import images, summary
+from patchscan.results import TILE
 from patchscan_train import cv_report
 from patchscan_train.tasks import Task
 
 # Steps beyond which a patch counts as far from the other label (Chebyshev distance, in patches).
 FAR = 99
+
+
+def grid_cells(paths: np.ndarray, task: Task) -> np.ndarray:
+    """Each patch's (column, row) on its slide's grid of task.size[0]-pixel patches, from the
+    x, y in its name; (-1, -1) for a patch with no position."""
+    step = task.size[0]
+    names = [parse_name(path, task.classes) for path in paths]
+    return np.array(
+        [
+            (n.x // step, n.y // step) if n.x is not None and n.y is not None else (-1, -1)
+            for n in names
+        ]
+    ).reshape(-1, 2)
 
 
 def steps_to_other_label(
@@ -31,14 +48,7 @@ def steps_to_other_label(
     """For each patch, how many grid steps (max of |dx|, |dy|) away the nearest patch of the other
     label on the same slide is: 1 for a patch touching the annotation's outline, FAR where the
     slide has one label only or the patch has no position."""
-    step = task.size[0]
-    names = [parse_name(path, task.classes) for path in paths]
-    cells = np.array(
-        [
-            (n.x // step, n.y // step) if n.x is not None and n.y is not None else (-1, -1)
-            for n in names
-        ]
-    )
+    cells = grid_cells(paths, task)
     out = np.full(len(y), FAR)
     for g in np.unique(groups):
         mine = np.flatnonzero((groups == g) & (cells[:, 0] >= 0))
@@ -66,7 +76,8 @@ def boundary_table(
 ) -> dict[str, Any]:
     """The variant's nested figures on every patch and on the patches more than each of `beyond`
     steps from the other label, and where its errors lie by distance."""
-    paths, groups, y, scores, called = _nested(oof_path, task, variant)
+    paths, groups, y, nested = _nested(oof_path, task, variant)
+    scores, called = nested.scores, nested.called
     steps = steps_to_other_label(paths, groups, y, task)
     rows = {"all patches": _row(y, scores, called, np.ones(len(y), bool))}
     for b in beyond:
@@ -88,14 +99,17 @@ def boundary_table(
 
 def _nested(
     oof_path: Path, task: Task, variant: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Paths, groups, truth, and the variant's nested deciding scores and calls."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, cv_report.Decisions]:
+    """Paths, groups, truth, and the variant's nested decisions. ValueError when no patch has a
+    position on a slide: there is no outline to measure from, nor a slide to draw."""
     with np.load(oof_path) as saved:
         paths, groups, y = saved["paths"], saved["groups"], saved["y"].astype(bool)
         raw = saved[f"oof_{variant}"].astype(np.float64)
+    if (grid_cells(paths, task) < 0).all():
+        raise ValueError("no patch has a position on a slide (an x, y in its name)")
     fold_of = cv_report.folds_of(groups, cv_report.record_of(oof_path))
-    scores, called, _ = cv_report.nested_decisions(task, paths, groups, y, raw, fold_of)
-    return paths, groups, y, scores, called
+    decisions = cv_report.nested_decisions(task, paths, groups, y, raw, fold_of)
+    return paths, groups, y, decisions
 
 
 def _row(y: np.ndarray, scores: np.ndarray, called: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
@@ -127,46 +141,58 @@ def markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines) + f"\n\nErrors by steps from the other label: {steps}.\n"
 
 
-def slide_maps(
-    oof_path: Path, task: Task, variant: str, slides: list[str], out: Path, cell: int = 6
-) -> None:
-    """A PNG with one row per slide: its patches as tissue, the annotation (red IDC, blue not)
-    and the nested deciding score (blue 0 to red 1), each patch `cell` pixels wide."""
-    from PIL import Image
-
-    from patchscan.imaging import load_rgb
-
-    paths, groups, y, scores, _ = _nested(oof_path, task, variant)
-    step = task.size[0]
+def slide_maps(oof_path: Path, task: Task, variant: str, slides: list[str], out: Path) -> None:
+    """A PNG with one row per slide: tissue | annotation | nested score, drawn as the scan's
+    report draws a slide (patchscan.report.images.slide_maps: the same colours, the score's
+    scale centred on the threshold each patch was decided at), each patch TILE pixels wide."""
+    paths, groups, y, nested = _nested(oof_path, task, variant)
+    positioned = grid_cells(paths, task)[:, 0] >= 0
     rows = []
     for slide in slides:
-        mine = np.flatnonzero(groups == slide)
+        mine = np.flatnonzero((groups == slide) & positioned)
         if not len(mine):
-            raise ValueError(f"no patient {slide!r} in {oof_path}")
-        names = [parse_name(paths[i], task.classes) for i in mine]
-        xs = np.array([n.x // step for n in names])
-        ys = np.array([n.y // step for n in names])
-        width, height = (xs.max() + 1) * cell, (ys.max() + 1) * cell
-        panels = [Image.new("RGB", (width, height), "black") for _ in range(3)]
-        for i, x, yy in zip(mine, xs, ys, strict=True):
-            at = (int(x) * cell, int(yy) * cell)
-            tissue = Image.fromarray(load_rgb(paths[i], task.size)).resize((cell, cell))
-            panels[0].paste(tissue, at)
-            panels[1].paste(
-                (220, 30, 30) if y[i] else (40, 60, 220), (*at, at[0] + cell, at[1] + cell)
-            )
-            red = round(255 * float(scores[i]))
-            panels[2].paste((red, 40, 255 - red), (*at, at[0] + cell, at[1] + cell))
-        row = Image.new("RGB", (3 * width + 2 * cell, height), "white")
-        for k, panel in enumerate(panels):
-            row.paste(panel, (k * (width + cell), 0))
-        rows.append(row)
-    sheet = Image.new(
-        "RGB", (max(r.width for r in rows), sum(r.height + cell for r in rows)), "white"
+            raise ValueError(f"no positioned patches of patient {slide!r} in {oof_path}")
+        maps = images.slide_maps([_tile(paths[i], task, nested, i, bool(y[i])) for i in mine])
+        rows.append(
+            [_enlarged(maps[name], maps["tissue"]) for name in ("tissue", "truth", "score")]
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _sheet(rows).save(out, optimize=True)
+
+
+def _tile(path: str, task: Task, nested: cv_report.Decisions, i: int, truth: bool) -> summary.Tile:
+    """Patch `i` as the report's slide maps take it."""
+    name = parse_name(path, task.classes)
+    assert name.x is not None and name.y is not None  # only positioned patches are drawn
+    pixels = Image.fromarray(load_rgb(path, task.size)).resize((TILE, TILE))
+    return summary.Tile(
+        x=name.x,
+        y=name.y,
+        score=float(nested.scores[i]),
+        threshold=float(nested.threshold[i]),
+        positive=bool(nested.called[i]),
+        review=bool(nested.review[i]),
+        truth=truth,
+        pixels=np.asarray(pixels),
     )
+
+
+def _enlarged(pixels: np.ndarray, mosaic: np.ndarray) -> Image.Image:
+    """A one-pixel-a-patch map enlarged (each patch a block) to the tissue mosaic's size."""
+    size = (mosaic.shape[1], mosaic.shape[0])
+    return Image.fromarray(pixels).resize(size, Image.Resampling.NEAREST)
+
+
+def _sheet(rows: list[list[Image.Image]], gap: int = TILE) -> Image.Image:
+    """Rows of panels side by side, `gap` pixels of white between panels and between rows."""
+    widths = [sum(p.width for p in row) + gap * (len(row) - 1) for row in rows]
+    height = sum(row[0].height for row in rows) + gap * (len(rows) - 1)
+    sheet = Image.new("RGB", (max(widths), height), "white")
     top = 0
     for row in rows:
-        sheet.paste(row, (0, top))
-        top += row.height + cell
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(out, optimize=True)
+        left = 0
+        for panel in row:
+            sheet.paste(panel, (left, top))
+            left += panel.width + gap
+        top += row[0].height + gap
+    return sheet

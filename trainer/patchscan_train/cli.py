@@ -93,9 +93,10 @@ def reevaluate(task: str, data: Path, run_folder: Path, out: Path | None) -> Non
 @click.option(
     "--train-folds",
     type=click.IntRange(1),
-    help="Train each fold's models on only this many of the FOLDS-2 training folds "
-    "(a learning curve: same held-out patients, fewer training patients) [all]. An epoch "
-    "shrinks with them; the learning-rate schedule keeps its shape over --epochs.",
+    help="Train each fold's models on only this many of the training folds (FOLDS-2, or "
+    "FOLDS-1 with --no-validation): a learning curve, same held-out patients, fewer training "
+    "patients [all]. An epoch shrinks with them; the learning-rate schedule keeps its shape "
+    "over --epochs.",
 )
 @click.option(
     "--no-validation",
@@ -119,12 +120,13 @@ def cv(
     then the pooled and per-patient table, calibration and review band (cv-report.json)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from patchscan_train.cv import run_cv
-    from patchscan_train.cv_report import analyse
+    from patchscan_train.cv_report import analyse, training_fold_count
 
     out = out or Path("runs") / f"{task}-cv-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    most = folds - (1 if no_validation else 2)
-    if train_folds is not None and train_folds > most:
-        raise click.BadParameter(f"at most {most} with {folds} folds", param_hint="--train-folds")
+    try:
+        training_fold_count(folds, not no_validation, train_folds)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--train-folds") from None
     recipes = variants or (*VARIANTS, *TEST_TIME)
     oof = run_cv(
         task, data, out, folds, epochs, seed, recipes, limit, train_folds, not no_validation
@@ -177,10 +179,13 @@ def final(task: str, data: Path, cv_folder: Path, variant: str, out: Path | None
     """Train the cross-validated VARIANT of TASK on every patient and export it with the
     calibration, thresholds and review bands its CV chose, and a card led by the CV table."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from patchscan_train.final import train_final
+    from patchscan_train.final import NotShippable, train_final
 
     out = out or Path("runs") / f"{task}-final-{dt.datetime.now():%Y%m%d-%H%M%S}"
-    click.echo(json.dumps(train_final(task, data, cv_folder, variant, out), indent=2))
+    try:
+        click.echo(json.dumps(train_final(task, data, cv_folder, variant, out), indent=2))
+    except NotShippable as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -266,8 +271,6 @@ def boundary(
     from patchscan_train.tasks import TASKS as TASK_OF
 
     spec = TASK_OF[task]
-    if spec.context is None:
-        raise click.UsageError(f"{task}'s images have no position on a slide")
     if bool(slides) != bool(figure):
         raise click.UsageError("--slides and --figure go together")
     try:

@@ -7,7 +7,8 @@ patient can expect, and the data on which the operating point, the calibration a
 band are chosen.
 
 Each fold trains on K-2 folds, stops early on one more (the next fold) and scores the held-out
-one. Variants (recipes) train fold by fold side by side, so that runs cut short still compare
+one (or, with `validate=False`, trains on all K-1 other folds for the fixed epochs, as the
+shipped model trains). Variants (recipes) train fold by fold side by side, so that runs cut short still compare
 like with like. The OOF scores are saved after every fold (oof.npz); `analyse` works from them
 alone.
 """
@@ -28,6 +29,7 @@ import numpy as np
 from patchscan import stain
 from patchscan_train import data
 from patchscan_train.boundary import loss_weights
+from patchscan_train.cv_report import design, training_fold_count
 from patchscan_train.tasks import TASKS, Task
 from patchscan_train.variants import (
     TEST_TIME,
@@ -59,17 +61,20 @@ def patient_folds(examples: Sequence[data.Example], k: int, seed: int) -> list[l
     return [sorted(fold) for fold in folds]
 
 
+def validation_fold(held_out: int, k: int) -> int:
+    """The fold that stops fold `held_out`'s models early: the one after it."""
+    return (held_out + 1) % k
+
+
 def training_patients(
     folds: Sequence[Sequence[str]], held_out: int, count: int | None, validated: bool = True
 ) -> list[str]:
     """The patients fold `held_out`'s models train on: the `count` folds (all there are if
-    None) after its validation fold, the one next to it, or after the held-out fold itself
-    when the models train without validation."""
+    None) after its validation fold, or after the held-out fold itself when the models train
+    without validation."""
     k = len(folds)
+    count = training_fold_count(k, validated, count)
     first = 2 if validated else 1
-    count = k - first if count is None else count
-    if not 1 <= count <= k - first:
-        raise ValueError(f"train on 1 to {k - first} of {k} folds, not {count}")
     return [name for step in range(first, first + count) for name in folds[(held_out + step) % k]]
 
 
@@ -121,6 +126,7 @@ def run_cv(
             f"{', '.join(unscored)} score the plain recipe's models: add --variant plain"
         )
 
+    trained_on = training_fold_count(k, validate, train_folds)
     task = TASKS[task_name]
     examples = task.examples(root)
     if limit:
@@ -138,20 +144,21 @@ def run_cv(
         "epochs": epochs,
         "seed": seed,
         "validation": validate,
-        "train_folds": train_folds or k - (2 if validate else 1),
+        "train_folds": trained_on,
         "variants": list(variants),
         "fold_seconds": {v: [] for v in variants},
     }
+    # A patch's loss weight depends on its own slide's labels only: the same in every fold.
+    recipes = {v: recipe(task, v) for v in variants if v not in TEST_TIME}
+    weights = {v: loss_weights(r, paths, groups, y) for v, r in recipes.items()}
     for i, fold in enumerate(folds):
         test = np.isin(groups, fold)
-        val = np.isin(groups, folds[(i + 1) % k]) if validate else None
+        val = np.isin(groups, folds[validation_fold(i, k)]) if validate else None
         train = np.isin(groups, training_patients(folds, i, train_folds, validate))
-        for variant in (v for v in variants if v not in TEST_TIME):
+        for variant, trained in recipes.items():
             started = time.monotonic()
             prepared = _prepared(variant, images, groups, train)
-            trained = recipe(task, variant)
-            weights = loss_weights(trained, paths, groups, y)
-            model = _fold_model(trained, prepared, y, train, val, epochs, seed, weights)
+            model = _fold_model(trained, prepared, y, train, val, epochs, seed, weights[variant])
             oof[variant][test] = predict(model, prepared[test])
             _timed(record, variant, started, i, k)
             for scoring in (v for v in variants if v in TEST_TIME and scored_recipe(v) == variant):
@@ -189,9 +196,8 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
     oof.update({f"{variant} #{i + 1}": m.astype(np.float32) for i, m in enumerate(members)})
     seconds = [r["fold_seconds"][variant] for r in records]
     record = {
-        **{k: first[k] for k in ("task", "folds", "epochs", "seed")},
-        "train_folds": design(first)[2],
-        "validation": design(first)[3],
+        **{k: first[k] for k in ("task", "seed")},
+        **design(first)._asdict(),
         "variants": list(oof),
         "runs": [str(run) for run in runs],
         "fold_seconds": {
@@ -202,15 +208,6 @@ def merge_runs(runs: Sequence[Path], variant: str, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     _save(out, saved[0]["paths"], saved[0]["groups"], saved[0]["y"], oof, record)
     return out / "oof.npz"
-
-
-def design(record: dict[str, Any]) -> tuple[Any, ...]:
-    """What CV runs (cv.json) or their reports (cv-report.json) must share to be averaged or
-    compared: folds, epochs, how many folds trained each model and whether a validation fold
-    stopped it (runs from before these were recorded validated and trained on all k-2)."""
-    folds, validated = record["folds"], record.get("validation", True)
-    trained = record.get("train_folds", len(folds) - (2 if validated else 1))
-    return folds, record["epochs"], trained, validated
 
 
 # light-outline's weight for a patch on the annotation's outline (boundary.loss_weights).

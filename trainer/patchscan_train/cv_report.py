@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,8 +30,7 @@ def analyse(oof_path: Path, task_name: str) -> dict[str, Any]:
     record = record_of(oof_path)
     paths, groups, y = saved["paths"], saved["groups"], saved["y"].astype(bool)
     fold_of = folds_of(groups, record)
-    report: dict[str, Any] = {k: record[k] for k in ("folds", "epochs")}
-    report.update({k: record[k] for k in ("train_folds", "validation") if k in record})
+    report: dict[str, Any] = design(record)._asdict()
     for variant in record["variants"]:
         raw = saved[f"oof_{variant}"]
         done = ~np.isnan(raw)
@@ -49,6 +48,42 @@ def record_of(oof_path: Path) -> dict[str, Any]:
     """The run record (cv.json) beside OOF scores: `oof.npz` in a run folder, or a copy kept
     under a prefix (docs/cv/idc/ensemble-oof.npz beside ensemble-cv.json)."""
     return json.loads(oof_path.with_name(oof_path.name.replace("oof.npz", "cv.json")).read_text())
+
+
+def training_fold_count(k: int, validated: bool, count: int | None = None) -> int:
+    """How many folds train each fold's models: `count`, or all there are (k-2 when one more
+    fold validates beside the held-out one, k-1 without validation). ValueError out of range."""
+    most = k - (2 if validated else 1)
+    count = most if count is None else count
+    if not 1 <= count <= most:
+        raise ValueError(f"train on 1 to {most} of {k} folds, not {count}")
+    return count
+
+
+class Design(NamedTuple):
+    """What CV runs (cv.json) or their reports (cv-report.json) must share to be averaged or
+    compared: folds, epochs, how many folds trained each model and whether a validation fold
+    stopped it."""
+
+    folds: list[list[str]]
+    epochs: int
+    train_folds: int
+    validation: bool
+
+
+def design(record: dict[str, Any]) -> Design:
+    """The design of a run record or report (runs from before the last two were recorded were
+    validated and trained on all k-2 folds)."""
+    folds, validated = record["folds"], record.get("validation", True)
+    trained = record.get("train_folds") or training_fold_count(len(folds), validated)
+    return Design(folds, record["epochs"], trained, validated)
+
+
+def learning_curve(record: dict[str, Any]) -> bool:
+    """Whether a run's fold models trained on fewer folds than there were (`cv --train-folds`):
+    a point of a learning curve, whose figures are not those of the recipe on all patients."""
+    run = design(record)
+    return run.train_folds < training_fold_count(len(run.folds), run.validation)
 
 
 def folds_of(groups: np.ndarray, record: dict[str, Any]) -> np.ndarray:
@@ -73,8 +108,19 @@ def judge_variant(
     fitted = choose(task, paths, y, raw, groups)
     out["fitted"] = fitted.pop("choices")
     out["fitted"].update(fitted)
-    out["nested"] = figures(y, *nested_decisions(task, paths, groups, y, raw, fold_of), groups)
+    nested = nested_decisions(task, paths, groups, y, raw, fold_of)
+    out["nested"] = figures(y, nested.scores, nested.called, nested.review, groups)
     return out
+
+
+class Decisions(NamedTuple):
+    """Per patch: the deciding score, the call, whether it fell in the review band, and the
+    threshold it was called at."""
+
+    scores: np.ndarray
+    called: np.ndarray
+    review: np.ndarray
+    threshold: np.ndarray
 
 
 def nested_decisions(
@@ -84,21 +130,22 @@ def nested_decisions(
     y: np.ndarray,
     raw: np.ndarray,
     fold_of: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Decisions:
     """Each fold's deciding scores, calls and review flags at the choices (calibration,
     threshold, band) fitted on the other folds' OOF scores: what a new patient gets."""
-    nested_scores = np.zeros(len(y))
-    nested_review = np.zeros(len(y), bool)
-    nested_called = np.zeros(len(y), bool)
+    out = Decisions(
+        np.zeros(len(y)), np.zeros(len(y), bool), np.zeros(len(y), bool), np.zeros(len(y))
+    )
     for fold in np.unique(fold_of):
         rest, held = fold_of != fold, fold_of == fold
         choices = choose(task, paths[rest], y[rest], raw[rest], groups[rest])["choices"]
         scores = deciding_scores(task, paths[held], raw[held], choices)
-        nested_scores[held] = scores
-        nested_called[held] = scores >= choices["threshold"]
+        out.scores[held] = scores
+        out.called[held] = scores >= choices["threshold"]
         band = choices["review_band"]
-        nested_review[held] = (scores >= band[0]) & (scores < band[1])
-    return nested_scores, nested_called, nested_review
+        out.review[held] = (scores >= band[0]) & (scores < band[1])
+        out.threshold[held] = choices["threshold"]
+    return out
 
 
 def deciding_scores(

@@ -27,8 +27,8 @@ from patchscan.model import ModelInfo, read_info
 from patchscan.naming import parse_name
 from patchscan_train import data, nets
 from patchscan_train.boundary import loss_weights
-from patchscan_train.cv import design, recipe
-from patchscan_train.cv_report import markdown
+from patchscan_train.cv import recipe
+from patchscan_train.cv_report import design, learning_curve, markdown
 from patchscan_train.export import count_macs, export_onnx, onnx_throughput
 from patchscan_train.operating import REVIEW_METHOD
 from patchscan_train.tasks import TASKS, THRESHOLD_RULES
@@ -38,11 +38,20 @@ from patchscan_train.variants import members_of
 log = logging.getLogger(__name__)
 
 
+class NotShippable(ValueError):
+    """A CV run whose figures would not describe the model `final` trains from it."""
+
+
 def train_final(task_name: str, root: Path, cv: Path, variant: str, out: Path) -> dict[str, Any]:
     """Train `variant` of `task_name` on all of `root`, export out/<task>.onnx and its card."""
     task = recipe(TASKS[task_name], variant)
     report = json.loads((cv / "cv-report.json").read_text())
     record = json.loads((cv / "cv.json").read_text())
+    if learning_curve(record):
+        raise NotShippable(
+            f"{cv} trained each fold's models on {record['train_folds']} folds only (a learning "
+            "curve): its figures are not the recipe's on all patients; ship from a full run"
+        )
     result = report[variant]
     examples = task.examples(root)
     images = data.load_images(examples, task.size)
@@ -114,7 +123,7 @@ def rewrite_card(task_name: str, run: Path, cv_folders: list[Path], variant: str
 
 
 def merged_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report with every recipe of `reports`, which must share their design (cv.design). A
+    """One report with every recipe of `reports`, which must share their design (cv_report.design). A
     recipe already there by name, or by its very figures under another name (a run that is also
     an ensemble's member, `plain #2`), is not added twice."""
     merged = dict(reports[0])

@@ -4,8 +4,8 @@ command line can offer them without importing TensorFlow."""
 # Recipes compared fold by fold: "plain" is the task's own; "reinhard" standardises each slide's
 # colours (stain.py) before training and scoring; "strong-colour" trains with stronger stain and
 # colour augmentation (augment.for_histology_strong); "light-outline" counts the patches on the
-# annotation's outline a quarter in the loss (boundary.loss_weights: their labels are the least
-# sure).
+# annotation's outline less in the loss (cv.LIGHT_OUTLINE, through boundary.loss_weights: their
+# labels are the least sure).
 VARIANTS = ("plain", "reinhard", "strong-colour", "light-outline")
 # Scorings at test time only, of the plain recipe's fold models (so compared with plain on the
 # very same models, without two trainings' spread between them): "plain+reinhard" standardises
