@@ -15,7 +15,7 @@ from patchscan.model import read_info  # noqa: E402
 from patchscan.results import Calibration, Labels  # noqa: E402
 from patchscan_train import data, operating  # noqa: E402
 from patchscan_train.cv import merge_runs, patient_folds, run_cv, training_patients  # noqa: E402
-from patchscan_train.cv_report import analyse, deciding_scores  # noqa: E402
+from patchscan_train.cv_report import analyse, deciding_scores, markdown  # noqa: E402
 from patchscan_train.export import count_macs  # noqa: E402
 from patchscan_train.final import merged_reports, rewrite_card, train_final  # noqa: E402
 from patchscan_train.tasks import TASKS  # noqa: E402
@@ -152,6 +152,7 @@ def test_a_tiny_cv_run_scores_every_patch_once_out_of_fold(tmp_path: Path) -> No
     assert len(info.stain["reference"]["mean"]) == 3 and 1 <= info.stain["slides"] <= 6
     card = (tmp_path / "final" / "idc.md").read_text()
     assert "Cross-validation by patient" in card and "Needs review" in card
+    assert "trained on 1 of the other folds and stopped early on one more" in card
     # The card written again from the run and its CV (as `patchscan-train card` does) is the same.
     (tmp_path / "final" / "idc.md").unlink()
     rewrite_card("idc", tmp_path / "final", [tmp_path / "cv"], "plain")
@@ -237,6 +238,7 @@ def test_without_validation_each_fold_trains_on_every_other_fold_as_final_does(
     assert record["validation"] is False and record["train_folds"] == 2
     report = analyse(oof, "idc")
     assert report["validation"] is False and report["train_folds"] == 2
+    assert "trained on 2 of the other folds for all 1 epochs" in markdown(report, "CV")
 
 
 def test_the_command_line_refuses_more_training_folds_than_there_are() -> None:

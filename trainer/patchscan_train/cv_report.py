@@ -278,10 +278,18 @@ def _spread(values: list[Any], lower_is_better: bool = False) -> dict[str, float
 
 def markdown(report: dict[str, Any], title: str) -> str:
     """The CV table for a model card or docs/: one row per recipe, fitted and nested."""
+    run = design(report)
+    training = (
+        f"each fold's model trained on {run.train_folds} of the other folds and stopped early on "
+        "one more"
+        if run.validation
+        else f"each fold's model trained on {run.train_folds} of the other folds for all "
+        f"{run.epochs} epochs, its last weights kept, as the shipped model is trained"
+    )
     lines = [
         f"## {title}",
         "",
-        f"{len(report['folds'])} folds of whole patients, {report['epochs']} epochs per fold; "
+        f"{len(run.folds)} folds of whole patients, {run.epochs} epochs per fold ({training}); "
         "every patch scored by the fold model that never saw its patient (out-of-fold). "
         "**fitted**: the threshold, calibration and review band chosen on all patients' "
         "out-of-fold scores and judged on them (what ships); **nested**: each fold judged at the "
