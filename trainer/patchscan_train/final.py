@@ -289,8 +289,9 @@ def write_final_card(
 lab, one scanner).
 
 {markdown(report, "Cross-validation by patient (the headline)")}
-The shipped recipe is **{variant}**. Rows for the other recipes are ablations, trained and judged
-fold by fold on the same patients.
+The shipped recipe is **{variant}**. Rows named `#N` are the networks an ensemble averages, each
+judged alone; rows for other recipes are ablations, trained and judged fold by fold on the same
+patients.
 
 ## Per patient (nested, {variant})
 
