@@ -123,9 +123,9 @@ def rewrite_card(task_name: str, run: Path, cv_folders: list[Path], variant: str
 
 
 def merged_reports(reports: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report with every recipe of `reports`, which must share their design (cv_report.design). A
-    recipe already there by name, or by its very figures under another name (a run that is also
-    an ensemble's member, `plain #2`), is not added twice."""
+    """One report with every recipe of `reports`, which must share their design
+    (cv_report.design). A recipe already there by name, or by its very figures under another name
+    (a run that is also an ensemble's member, `plain #2`), is not added twice."""
     merged = dict(reports[0])
     for other in reports[1:]:
         if design(other) != design(merged):
