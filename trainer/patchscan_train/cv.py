@@ -9,8 +9,8 @@ band are chosen.
 Each fold trains on K-2 folds, stops early on one more (the next fold) and scores the held-out
 one (or, with `validate=False`, trains on all K-1 other folds for the fixed epochs, as the
 shipped model trains). Variants (recipes) train fold by fold side by side, so that runs cut
-short still compare like with like. The OOF scores are saved after every fold (oof.npz); `analyse` works from them
-alone.
+short still compare like with like. The OOF scores are saved after every fold (oof.npz);
+`analyse` works from them alone.
 """
 
 from __future__ import annotations
